@@ -1,0 +1,126 @@
+"""One HTTP attempt on the shared aiohttp session, with errors classified.
+
+The hot paths (policy, Serper, image hosts, Qwen services) use aiohttp
+directly: on this kind of machine it costs a fraction of the CPU per request
+of the httpx2 transport (see PERF.md). This module turns every failure into
+our exception tree so the retry policy can decide what to do.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+
+from . import _json
+from ._errors import (
+    AuthenticationError,
+    BadResponseError,
+    RateLimitedError,
+    ServiceError,
+    ServiceUnavailableError,
+)
+
+__all__ = ["parse_retry_after", "post_json", "raise_for_status", "redact_url"]
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials or query string, safe for messages and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _snippet(body: bytes) -> str:
+    text = body[:300].decode("utf-8", "replace").strip()
+    return f": {text}" if text else ""
+
+
+def raise_for_status(status: int, headers: Any, body: bytes, *, service: str, url: str) -> None:
+    """Raise the classified error for a non-2xx answer."""
+    if status < 400:
+        return
+    where = f"{service} {redact_url(url)}"
+    retry_after = parse_retry_after(headers.get("Retry-After")) if headers is not None else None
+    if status in (401, 403):
+        # The body of an auth failure can echo what we sent; keep it out.
+        raise AuthenticationError(
+            f"{where} refused the credentials (HTTP {status}); check the API key",
+            service=service,
+            status=status,
+        )
+    if status == 429:
+        raise RateLimitedError(
+            f"{where} answered 429 Too Many Requests", service=service, retry_after=retry_after
+        )
+    if status >= 500 or status == 408:
+        raise ServiceUnavailableError(
+            f"{where} answered HTTP {status}{_snippet(body)}",
+            service=service,
+            status=status,
+            retry_after=retry_after,
+        )
+    raise BadResponseError(
+        f"{where} answered HTTP {status}{_snippet(body)}", service=service, status=status
+    )
+
+
+async def post_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    *,
+    service: str,
+    headers: dict[str, str] | None = None,
+    timeout: aiohttp.ClientTimeout | None = None,
+) -> Any:
+    """POST a JSON body and decode the JSON answer; raise classified errors."""
+    hdrs = {"Content-Type": "application/json"}
+    if headers:
+        hdrs.update(headers)
+    try:
+        async with session.post(url, data=body, headers=hdrs, timeout=timeout) as resp:
+            raw = await resp.read()
+            if resp.status >= 400:
+                raise_for_status(resp.status, resp.headers, raw, service=service, url=url)
+    except ServiceError:
+        raise
+    except TimeoutError as exc:
+        raise ServiceUnavailableError(
+            f"{service} {redact_url(url)} timed out", service=service
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise ServiceUnavailableError(
+            f"{service} {redact_url(url)}: {type(exc).__name__}: {exc}", service=service
+        ) from exc
+    try:
+        return _json.loads(raw)
+    except ValueError as exc:
+        raise BadResponseError(
+            f"{service} {redact_url(url)} answered a body that is not JSON{_snippet(raw)}",
+            service=service,
+        ) from exc

@@ -1,0 +1,251 @@
+"""The Runtime: every process-wide resource, opened and closed together.
+
+One ``Runtime`` owns the aiohttp session (and so the connection pool), the
+per-provider limiters, the retry policy, the endpoint pools and anything
+else registered with it (SDK clients, the image cache). Many agents, web
+requests and batch stages share one; an agent made without one creates its
+own. Like httpx's clients it can be opened once: reopening is an error.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import aiohttp
+
+from ._endpoints import EndpointPool, Probe
+from ._errors import RuntimeClosedError
+from ._limits import ProviderLimiter, ProviderLimits
+from ._retry import RetryPolicy
+
+__all__ = ["Runtime", "RuntimeConfig", "RuntimeStats"]
+
+logger = logging.getLogger("genevolve_async.runtime")
+
+T = TypeVar("T")
+
+
+class _State(enum.Enum):
+    UNOPENED = 1
+    OPEN = 2
+    CLOSED = 3
+
+
+@dataclass(kw_only=True, slots=True)
+class RuntimeConfig:
+    """Settings of a :class:`Runtime`; every field has a working default."""
+
+    max_connections: int = 4096
+    """Size of the shared connection pool (all hosts together)."""
+    max_connections_per_host: int = 0
+    """Per-host cap on connections (0: only the total cap applies)."""
+    keepalive_timeout: float = 75.0
+    """Seconds an idle connection is kept for reuse (avoids churn under bursts)."""
+    connect_timeout: float = 30.0
+    """Seconds to open a TCP connection."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    """The retry policy every client uses."""
+    limits: Mapping[str, ProviderLimits] = field(default_factory=dict)
+    """Per-provider limits, by provider name (``policy``, ``serper``, ...)."""
+    record_grants: bool = False
+    """Keep each limiter's grant timestamps (bench and tests)."""
+
+
+@dataclass(kw_only=True, slots=True)
+class RuntimeStats:
+    """Counters the clients update and the bench reads."""
+
+    retries: Counter[str] = field(default_factory=Counter)
+    """Retries by provider."""
+    rate_limited: Counter[str] = field(default_factory=Counter)
+    """429 answers by provider."""
+    failures: Counter[str] = field(default_factory=Counter)
+    """Calls that failed for good, by provider."""
+
+
+class Runtime:
+    """Shared clients, limiters, retry policy and pools, as an async context manager.
+
+    Example::
+
+        async with Runtime(limits={"serper": ProviderLimits(rate=10)}) as runtime:
+            agent = GenEvolveAgent(runtime=runtime)
+            result = await agent.arun("a red fox in the snow")
+    """
+
+    def __init__(
+        self,
+        config: RuntimeConfig | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        limits: Mapping[str, ProviderLimits] | None = None,
+        max_connections: int | None = None,
+    ) -> None:
+        config = config or RuntimeConfig()
+        if retry is not None:
+            config.retry = retry
+        if limits is not None:
+            config.limits = {**config.limits, **limits}
+        if max_connections is not None:
+            config.max_connections = max_connections
+        self.config = config
+        self.retry = config.retry
+        self.stats = RuntimeStats()
+        self._state = _State.UNOPENED
+        self._stack = AsyncExitStack()
+        self._session: aiohttp.ClientSession | None = None
+        self._limiters: dict[str, ProviderLimiter] = {}
+        self._pools: dict[tuple[str, tuple[str, ...]], EndpointPool] = {}
+        self._resources: dict[str, Any] = {}
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state is _State.OPEN:
+            raise RuntimeClosedError("this Runtime is already open")
+        if self._state is _State.CLOSED:
+            raise RuntimeClosedError("a Runtime cannot be reopened once closed; make a new one")
+        connector = aiohttp.TCPConnector(
+            limit=self.config.max_connections,
+            limit_per_host=self.config.max_connections_per_host,
+            keepalive_timeout=self.config.keepalive_timeout,
+            ttl_dns_cache=300,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout),
+            # We never want cookies shared between rollouts or providers.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            raise_for_status=False,
+        )
+        self._stack.push_async_callback(self._session.close)
+        self._state = _State.OPEN
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close everything the runtime owns, newest first. Idempotent."""
+        if self._state is not _State.OPEN:
+            self._state = _State.CLOSED
+            return
+        self._state = _State.CLOSED
+        try:
+            await self._stack.aclose()
+        finally:
+            self._session = None
+            self._resources.clear()
+
+    @property
+    def is_open(self) -> bool:
+        return self._state is _State.OPEN
+
+    def _check_open(self) -> None:
+        if self._state is not _State.OPEN:
+            state = "closed" if self._state is _State.CLOSED else "not open yet (use 'async with')"
+            raise RuntimeClosedError(f"the Runtime is {state}")
+
+    # -- shared resources --------------------------------------------------
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The shared aiohttp session (one connection pool per runtime)."""
+        self._check_open()
+        assert self._session is not None
+        return self._session
+
+    def limiter(self, provider: str) -> ProviderLimiter:
+        """The provider's limiter, created on first use from ``config.limits``."""
+        limiter = self._limiters.get(provider)
+        if limiter is None:
+            limiter = ProviderLimiter(
+                provider, self.config.limits.get(provider), record_grants=self.config.record_grants
+            )
+            self._limiters[provider] = limiter
+        return limiter
+
+    @property
+    def limiters(self) -> dict[str, ProviderLimiter]:
+        """Limiters created so far, by provider."""
+        return dict(self._limiters)
+
+    def endpoint_pool(
+        self,
+        provider: str,
+        urls: Sequence[str],
+        *,
+        capacity: int | Sequence[int | None] | None = None,
+        quarantine_after: int = 3,
+        cooldown: float = 30.0,
+        probe: Probe | None = None,
+    ) -> EndpointPool:
+        """The pool for ``provider`` over ``urls``, shared by everyone who asks."""
+        key = (provider, tuple(urls))
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = EndpointPool(
+                urls,
+                name=provider,
+                capacity=capacity,
+                quarantine_after=quarantine_after,
+                cooldown=cooldown,
+                probe=probe,
+            )
+            self._pools[key] = pool
+        return pool
+
+    @property
+    def endpoint_pools(self) -> list[EndpointPool]:
+        return list(self._pools.values())
+
+    async def resource(
+        self,
+        key: str,
+        factory: Callable[[], Awaitable[T]],
+        close: Callable[[T], Awaitable[Any]] | None = None,
+    ) -> T:
+        """A named shared object (an SDK client, a cache), made once and closed with us.
+
+        Args:
+            key: identifies the resource within this runtime.
+            factory: builds it on first request.
+            close: closes it when the runtime closes.
+        """
+        self._check_open()
+        if key in self._resources:
+            return self._resources[key]  # type: ignore[no-any-return]
+        value = await factory()
+        if key in self._resources:  # another task won the race while we awaited
+            if close is not None:
+                await close(value)
+            return self._resources[key]  # type: ignore[no-any-return]
+        self._resources[key] = value
+        if close is not None:
+            self._stack.push_async_callback(close, value)
+        return value
+
+    # -- calls -------------------------------------------------------------
+
+    def on_retry(self, provider: str) -> Callable[[int, BaseException, float], None]:
+        """A retry callback that counts retries and 429s for ``provider``."""
+
+        def _count(attempt: int, exc: BaseException, delay: float) -> None:
+            self.stats.retries[provider] += 1
+            if getattr(exc, "status", None) == 429:
+                self.stats.rate_limited[provider] += 1
+            logger.debug("%s: retry %d in %.2fs after %s", provider, attempt, delay, exc)
+
+        return _count

@@ -1,0 +1,418 @@
+"""One rollout, round by round: the primitive ``arun`` and ``stream`` drive.
+
+Each round: (final-step message on the last round) -> model call -> parse ->
+either the answer (done), tool calls (run them, all of one turn at once, and
+append the observations in call order) or a format/truncation observation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+
+from .._errors import (
+    AuthenticationError,
+    ConfigurationError,
+    GenEvolveError,
+    RolloutError,
+    classify_exception,
+)
+from .._runtime import Runtime
+from .._types import JSONObject, Message
+from ..policy import ChatReply, PolicyAffinity, PolicyClient
+from ..protocol import CallProblem, ToolCall, finalize_program, parse_reply
+from ..tools import ImageRegistry, Tool, ToolContext
+from ._config import AgentConfig
+from ._events import (
+    AgentEvent,
+    Answered,
+    Finished,
+    ModelReplied,
+    RoundStarted,
+    ToolCallFinished,
+    ToolCallStarted,
+)
+from ._prompts import PromptSet
+from ._result import AgentResult
+
+__all__ = ["Emit", "Rollout"]
+
+logger = logging.getLogger("genevolve_async.agent")
+
+Emit = Callable[[AgentEvent], Awaitable[None]]
+
+# Bytes per token used to estimate the request's size before sending it:
+# an over-estimate for English (about 4), about right for CJK text.
+_BYTES_PER_TOKEN = 3
+
+
+class _RolloutLog(logging.LoggerAdapter[logging.Logger]):
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = dict(kwargs.get("extra") or {})
+        extra.setdefault("rollout_id", self.extra["rollout_id"] if self.extra else "")
+        kwargs["extra"] = extra
+        return f"[{extra['rollout_id']}] {msg}", kwargs
+
+
+def _tool_response(text: str) -> str:
+    return f"<tool_response>\n{text}\n</tool_response>"
+
+
+class Rollout:
+    """The state of one rollout. Made by the agent; call :meth:`execute` once."""
+
+    def __init__(
+        self,
+        *,
+        rollout_id: str,
+        prompt: str,
+        config: AgentConfig,
+        prompts: PromptSet,
+        tools: Mapping[str, Tool],
+        tool_schemas: list[JSONObject] | None,
+        policy: PolicyClient,
+        runtime: Runtime,
+        seed: int | None,
+        max_rounds: int,
+        emit: Emit | None,
+    ) -> None:
+        self.rollout_id = rollout_id
+        self.prompt = prompt
+        self.config = config
+        self.prompts = prompts
+        self.tools = tools
+        self.tool_schemas = tool_schemas
+        self.policy = policy
+        self.runtime = runtime
+        self.seed = seed
+        self.max_rounds = max_rounds
+        self.emit = emit
+        self.images = ImageRegistry()
+        self.affinity = PolicyAffinity()
+        self.calls_used = 0
+        self.tool_counts: Counter[str] = Counter()
+        self.log = _RolloutLog(logger, {"rollout_id": rollout_id})
+        self._fatal: GenEvolveError | None = None
+        self.result = AgentResult(rollout_id=rollout_id, prompt=prompt, seed=seed)
+
+    # -- the whole rollout ---------------------------------------------------
+
+    async def execute(self, *, timeout: float | None = None) -> AgentResult:
+        """Run to the end; return the record. Only cancellation propagates."""
+        result = self.result
+        started = time.monotonic()
+        try:
+            problem = self._check_prompt()
+            if problem is not None:
+                result.error = RolloutError(kind="invalid_request", message=problem)
+            else:
+                with anyio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
+                    await self._rounds()
+                if scope.cancelled_caught:
+                    result.termination = "timeout"
+                    result.error = RolloutError(
+                        kind="timeout", message=f"the rollout exceeded its {timeout:g}s deadline"
+                    )
+        except anyio.get_cancelled_exc_class():
+            result.termination = "cancelled"
+            result.error = RolloutError(kind="cancelled", message="the rollout was cancelled")
+            self._close_books(started)
+            with anyio.move_on_after(1.0, shield=True):
+                await self._send(Finished(rollout_id=self.rollout_id, result=result))
+            raise
+        except Exception as exc:
+            result.termination = "error"
+            result.error = classify_exception(exc)
+            if not isinstance(exc, GenEvolveError):
+                self.log.exception("rollout failed unexpectedly")
+            else:
+                self.log.warning("rollout failed: %s", result.error)
+        self._close_books(started)
+        await self._send(Finished(rollout_id=self.rollout_id, result=result))
+        return result
+
+    def _close_books(self, started: float) -> None:
+        self.result.timings.total = time.monotonic() - started
+        self.result.tool_calls = dict(self.tool_counts)
+
+    def _check_prompt(self) -> str | None:
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            return "the request is empty"
+        estimate = len(self.prompt.encode("utf-8", "replace")) // _BYTES_PER_TOKEN
+        if estimate > self.config.max_prompt_tokens:
+            return (
+                f"the request is about {estimate} tokens, over the prompt budget of "
+                f"{self.config.max_prompt_tokens} tokens"
+            )
+        return None
+
+    async def _send(self, event: AgentEvent) -> None:
+        if self.emit is not None:
+            await self.emit(event)
+
+    # -- rounds --------------------------------------------------------------
+
+    async def _rounds(self) -> None:
+        cfg = self.config
+        result = self.result
+        messages: list[Message] = [
+            {"role": "system", "content": self.prompts.system},
+            {"role": "user", "content": self.prompt},
+        ]
+        result.messages = messages
+        remaining = cfg.max_response_tokens
+        for rnd in range(1, self.max_rounds + 1):
+            # The last round, or the last one the response budget can pay for.
+            final = rnd == self.max_rounds or remaining <= cfg.max_tokens_per_round
+            if final:
+                messages.append({"role": "user", "content": self.prompts.final_step})
+            await self._send(RoundStarted(rollout_id=self.rollout_id, round=rnd, final=final))
+            reply = await self._call_model(
+                messages, rnd, max(1, min(cfg.max_tokens_per_round, remaining))
+            )
+            used = reply.usage.completion_tokens or len(reply.content or "") // 4
+            remaining -= used
+            messages.append(self._assistant_message(reply))
+            parsed = parse_reply(reply.content, reply.tool_calls, round_index=rnd)
+
+            if parsed.answer is not None:
+                program = finalize_program(
+                    parsed.answer, self.images.get, max_references=cfg.n_max_reference_images
+                )
+                result.gen_prompt = program.gen_prompt
+                result.reference_images = list(program.reference_images)
+                result.termination = "answer"
+                result.error = None
+                await self._send(
+                    Answered(
+                        rollout_id=self.rollout_id,
+                        round=rnd,
+                        gen_prompt=program.gen_prompt,
+                        reference_images=program.reference_images,
+                    )
+                )
+                return
+            if final:
+                if parsed.has_calls:
+                    result.termination = "max_rounds_reached"
+                    message = f"no answer after {rnd} rounds: the final round asked for tools"
+                else:
+                    result.termination = "no_answer"
+                    message = f"the final round had no parseable answer ({self._format_detail(parsed, reply)})"
+                result.error = RolloutError(kind="no_answer", message=message)
+                return
+            if parsed.has_calls:
+                native = bool(reply.tool_calls)
+                observations = await self._run_turn(rnd, list(parsed.calls))
+                messages.extend(self._observation_messages(parsed.calls, observations, native))
+                if self._fatal is not None:
+                    raise self._fatal
+                continue
+            if reply.finish_reason == "length":
+                text = self.prompts.truncated
+            else:
+                text = self.prompts.format_error_text(self._format_detail(parsed, reply))
+            messages.append({"role": "user", "content": _tool_response(text)})
+        result.termination = "max_rounds_reached"  # unreachable: the final round returns
+
+    @staticmethod
+    def _format_detail(parsed: Any, reply: ChatReply) -> str:
+        if parsed.answer_problem:
+            return str(parsed.answer_problem)
+        if parsed.notes:
+            return "; ".join(parsed.notes)
+        if reply.finish_reason == "length":
+            return "the reply was cut at the token limit"
+        return "neither a <tool_call> nor an <answer> block was found"
+
+    async def _call_model(self, messages: list[Message], rnd: int, max_tokens: int) -> ChatReply:
+        cfg = self.config
+        started = time.monotonic()
+        reply = await self.policy.complete(
+            messages,
+            affinity=self.affinity,
+            max_tokens=max_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            seed=self.seed,
+            tools=self.tool_schemas,
+            extra_body=cfg.extra_body,
+        )
+        seconds = time.monotonic() - started
+        self.result.timings.model += seconds
+        self.result.rounds = rnd
+        self.result.usage.rounds.append(reply.usage)
+        if self.emit is not None:
+            await self.emit(
+                ModelReplied(
+                    rollout_id=self.rollout_id,
+                    round=rnd,
+                    content=reply.content,
+                    finish_reason=reply.finish_reason,
+                    usage=reply.usage,
+                    seconds=seconds,
+                    endpoint=reply.endpoint,
+                )
+            )
+        return reply
+
+    @staticmethod
+    def _assistant_message(reply: ChatReply) -> Message:
+        message: Message = {"role": "assistant", "content": reply.content or ""}
+        if reply.tool_calls:
+            message["tool_calls"] = reply.tool_calls
+        return message
+
+    @staticmethod
+    def _observation_messages(
+        calls: tuple[ToolCall | CallProblem, ...], observations: list[str], native: bool
+    ) -> list[Message]:
+        if native:
+            # vLLM's chat template renders tool messages as <tool_response>
+            # blocks inside a user turn: the same text the policy was trained on.
+            return [
+                {"role": "tool", "tool_call_id": call.id, "content": obs}
+                for call, obs in zip(calls, observations, strict=True)
+            ]
+        body = "\n".join(_tool_response(obs) for obs in observations)
+        return [{"role": "user", "content": body}]
+
+    # -- tool turns ----------------------------------------------------------
+
+    def _screen(self, call: ToolCall | CallProblem) -> str | None:
+        """The observation for a call that will not run, or None to run it."""
+        if isinstance(call, CallProblem):
+            name = f" to {call.name!r}" if call.name else ""
+            return f"Error: the tool call{name} could not be used: {call.detail}."
+        if call.name not in self.tools:
+            return (
+                f"Error: there is no tool named {call.name[:80]!r}. "
+                f"Available tools: {', '.join(sorted(self.tools))}."
+            )
+        if self.calls_used >= self.config.max_tool_calls:
+            return (
+                f"Error: the tool-call budget is used up (at most {self.config.max_tool_calls} "
+                "tool calls per request). Give your final <answer> now."
+            )
+        self.calls_used += 1
+        return None
+
+    async def _run_turn(self, rnd: int, calls: list[ToolCall | CallProblem]) -> list[str]:
+        started = time.monotonic()
+        observations = [""] * len(calls)
+        runnable: list[ToolCall] = []
+        for call in calls:
+            refusal = self._screen(call)
+            if refusal is None and isinstance(call, ToolCall):
+                runnable.append(call)
+            else:
+                observations[call.index] = refusal or ""
+                await self._announce_refusal(rnd, call, observations[call.index])
+        done = [anyio.Event() for _ in runnable]
+        if len(runnable) == 1:
+            observations[runnable[0].index] = await self._run_call(rnd, runnable[0], None, done[0])
+        elif runnable:
+            limiter = anyio.CapacityLimiter(self.config.max_tool_concurrency)
+
+            async def run_one(i: int, call: ToolCall) -> None:
+                async with limiter:
+                    observations[call.index] = await self._run_call(
+                        rnd, call, done[i - 1] if i else None, done[i]
+                    )
+
+            async with anyio.create_task_group() as tg:
+                for i, call in enumerate(runnable):
+                    tg.start_soon(run_one, i, call)
+        self.result.timings.tools += time.monotonic() - started
+        return observations
+
+    async def _announce_refusal(self, rnd: int, call: ToolCall | CallProblem, text: str) -> None:
+        if self.emit is None:
+            return
+        name = call.name or "<invalid>"
+        arguments = call.arguments if isinstance(call, ToolCall) else {}
+        await self.emit(
+            ToolCallStarted(
+                rollout_id=self.rollout_id,
+                round=rnd,
+                index=call.index,
+                call_id=call.id,
+                name=name,
+                arguments=arguments,
+            )
+        )
+        await self.emit(
+            ToolCallFinished(
+                rollout_id=self.rollout_id,
+                round=rnd,
+                index=call.index,
+                call_id=call.id,
+                name=name,
+                observation=text,
+                ok=False,
+                seconds=0.0,
+            )
+        )
+
+    async def _run_call(
+        self, rnd: int, call: ToolCall, previous: anyio.Event | None, done: anyio.Event
+    ) -> str:
+        tool = self.tools[call.name]
+        self.tool_counts[call.name] += 1
+        context = ToolContext(
+            rollout_id=self.rollout_id,
+            runtime=self.runtime,
+            images=self.images,
+            call_index=call.index,
+            seed=self.seed,
+            logger=self.log,
+            previous_done=previous,
+        )
+        if self.emit is not None:
+            await self.emit(
+                ToolCallStarted(
+                    rollout_id=self.rollout_id,
+                    round=rnd,
+                    index=call.index,
+                    call_id=call.id,
+                    name=call.name,
+                    arguments=call.arguments,
+                )
+            )
+        started = time.monotonic()
+        ok = False
+        try:
+            observation = await tool(call.arguments, context)
+            if not isinstance(observation, str):
+                observation = str(observation)
+            ok = True
+        except (AuthenticationError, ConfigurationError) as exc:
+            # Every later call would fail the same way: end the rollout after this turn.
+            self._fatal = self._fatal or exc
+            observation = f"Error: {call.name} failed: {exc}"
+        except Exception as exc:
+            error = classify_exception(exc)
+            if error.kind == "internal":
+                self.log.warning("tool %s raised %s", call.name, error.message, exc_info=exc)
+            observation = f"Error: {call.name} failed: {error.message}"
+        finally:
+            done.set()
+        if self.emit is not None:
+            await self.emit(
+                ToolCallFinished(
+                    rollout_id=self.rollout_id,
+                    round=rnd,
+                    index=call.index,
+                    call_id=call.id,
+                    name=call.name,
+                    observation=observation,
+                    ok=ok,
+                    seconds=time.monotonic() - started,
+                )
+            )
+        return observation

@@ -1,0 +1,69 @@
+"""The judge's pure parts: rubric, image encoding, messages, reply parsing and scoring.
+
+Nothing here touches the network. The async judge client builds on these:
+`encode_judge_image` (in a worker thread) for both images,
+`build_judge_messages` for the request, `parse_judge_reply` and
+`normalize_scores` for each answer, and `aggregate` with the `summary_*`
+helpers for the output files.
+"""
+
+from __future__ import annotations
+
+from ._images import MAX_JUDGE_IMAGE_SIDE, JudgeImageError, encode_judge_image
+from ._messages import IMAGE_ORDER_NOTE, build_judge_messages
+from ._parse import SCORE_FIELDS, JudgeParseError, JudgeScores, parse_judge_reply
+from ._rubric import DEFAULT_RUBRIC, load_rubric
+from ._scoring import (
+    DEFAULT_SPLIT_FIELDS,
+    OVERALL_SPLIT,
+    SCORE_WEIGHTS,
+    SampleScores,
+    SplitSummary,
+    aggregate,
+    normalize_scores,
+    overall_score,
+)
+from ._summary import (
+    SUMMARY_CSV_COLUMNS,
+    format_summary_table,
+    summary_csv_text,
+    summary_dict,
+    summary_rows,
+    write_summary_csv,
+)
+
+__all__ = [
+    "DEFAULT_RUBRIC",
+    "DEFAULT_SPLIT_FIELDS",
+    "IMAGE_ORDER_NOTE",
+    "MAX_JUDGE_IMAGE_SIDE",
+    "OVERALL_SPLIT",
+    "SCORE_FIELDS",
+    "SCORE_WEIGHTS",
+    "SUMMARY_CSV_COLUMNS",
+    "JudgeImageError",
+    "JudgeParseError",
+    "JudgeScores",
+    "SampleScores",
+    "SplitSummary",
+    "aggregate",
+    "build_judge_messages",
+    "encode_judge_image",
+    "format_summary_table",
+    "load_rubric",
+    "normalize_scores",
+    "overall_score",
+    "parse_judge_reply",
+    "summary_csv_text",
+    "summary_dict",
+    "summary_rows",
+    "write_summary_csv",
+]
+
+# Show public classes and functions as living here (in reprs, docs and
+# tracebacks), not in the private modules that define them.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) or callable(_obj):
+        _obj.__module__ = __name__
+del _name, _obj

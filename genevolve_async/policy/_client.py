@@ -1,0 +1,244 @@
+"""Chat completions over one or many vLLM replicas.
+
+A rollout sticks to its replica for all rounds (the replica's prefix cache
+then holds the growing conversation), a new rollout goes to the least-loaded
+replica, and a failing replica is quarantined while its rollouts move on.
+
+Two routes: ``lean`` POSTs the chat-completions body on the shared aiohttp
+session (about a millisecond of CPU less per call than the SDK here), and
+``openai`` goes through ``AsyncOpenAI`` for providers where the SDK's
+compatibility matters. Both return the same :class:`ChatReply`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+
+from .. import _json
+from .._endpoints import Endpoint, EndpointPool
+from .._errors import (
+    AuthenticationError,
+    BadResponseError,
+    ConfigurationError,
+    RateLimitedError,
+    ServiceError,
+    ServiceUnavailableError,
+)
+from .._http import post_json, redact_url
+from .._runtime import Runtime
+from .._types import JSONObject, Message
+from ._reply import ChatReply, reply_from_json
+
+__all__ = ["PolicyAffinity", "PolicyClient", "PolicyRoute"]
+
+PolicyRoute = Literal["lean", "openai"]
+
+SERVICE = "policy"
+
+
+@dataclass(kw_only=True, slots=True)
+class PolicyAffinity:
+    """Which replica a rollout is bound to; one per rollout."""
+
+    endpoint: Endpoint | None = None
+    moves: int = 0
+    """How often the rollout had to move to another replica."""
+
+
+class PolicyClient:
+    """Sends a rollout's chat completions to the policy's replicas."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        base_urls: str | Sequence[str],
+        model: str,
+        api_key: str | None = None,
+        route: PolicyRoute = "lean",
+        request_timeout: float = 600.0,
+        quarantine_after: int = 3,
+        cooldown: float = 30.0,
+        max_in_flight_per_replica: int | None = None,
+    ) -> None:
+        urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
+        urls = [u.rstrip("/") for u in urls if u and u.strip()]
+        if not urls:
+            raise ConfigurationError("the policy needs at least one base URL")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigurationError(f"policy base URL must be http(s): {redact_url(url)}")
+        if route not in ("lean", "openai"):
+            raise ConfigurationError(f"unknown policy route {route!r}; use 'lean' or 'openai'")
+        self.runtime = runtime
+        self.model = model
+        self.route = route
+        self._api_key = api_key or "EMPTY"
+        self._headers = {"Authorization": f"Bearer {self._api_key}"}
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._request_timeout = request_timeout
+        self.pool: EndpointPool = runtime.endpoint_pool(
+            SERVICE,
+            urls,
+            capacity=max_in_flight_per_replica,
+            quarantine_after=quarantine_after,
+            cooldown=cooldown,
+            probe=self._probe,
+        )
+        self._limiter = runtime.limiter(SERVICE)
+        self._on_retry = runtime.on_retry(SERVICE)
+
+    def __repr__(self) -> str:  # never show the key
+        urls = ", ".join(e.url for e in self.pool.endpoints)
+        return f"PolicyClient(model={self.model!r}, base_urls=[{urls}], route={self.route!r})"
+
+    async def complete(
+        self,
+        messages: list[Message],
+        *,
+        affinity: PolicyAffinity | None = None,
+        max_tokens: int = 4096,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        tools: list[JSONObject] | None = None,
+        extra_body: JSONObject | None = None,
+    ) -> ChatReply:
+        """One chat completion, retried (on another replica when one fails)."""
+        body: JSONObject = {"model": self.model, "messages": messages, "max_tokens": max_tokens}
+        if temperature is not None:
+            body["temperature"] = temperature
+        if top_p is not None:
+            body["top_p"] = top_p
+        if seed is not None:
+            body["seed"] = seed
+        if tools:
+            body["tools"] = tools
+        if extra_body:
+            body.update(extra_body)
+        affinity = affinity if affinity is not None else PolicyAffinity()
+        encoded = _json.dumps_bytes(body) if self.route == "lean" else b""
+        last_failed: list[Endpoint | None] = [None]
+
+        async def attempt() -> ChatReply:
+            async with self.pool.lease(affinity.endpoint, avoid=last_failed[0]) as endpoint:
+                if affinity.endpoint is not None and endpoint is not affinity.endpoint:
+                    affinity.moves += 1
+                affinity.endpoint = endpoint
+                try:
+                    async with self._limiter.slot():
+                        if self.route == "lean":
+                            data = await post_json(
+                                self.runtime.http,
+                                endpoint.url + "/chat/completions",
+                                encoded,
+                                service=SERVICE,
+                                headers=self._headers,
+                                timeout=self._timeout,
+                            )
+                            reply = reply_from_json(data, endpoint=endpoint.url)
+                        else:
+                            reply = await self._complete_sdk(endpoint, body)
+                except RateLimitedError:
+                    # A 429 means busy, not broken: try elsewhere, no quarantine.
+                    last_failed[0] = endpoint
+                    raise
+                except ServiceUnavailableError:
+                    last_failed[0] = endpoint
+                    self.pool.report(endpoint, ok=False)
+                    raise
+                except ServiceError:
+                    self.pool.report(endpoint, ok=True)  # our request's fault, not the replica's
+                    raise
+                self.pool.report(endpoint, ok=True)
+                return reply
+
+        try:
+            return await self.runtime.retry.call(attempt, on_retry=self._on_retry)
+        except ServiceError:
+            self.runtime.stats.failures[SERVICE] += 1
+            raise
+
+    async def _probe(self, endpoint: Endpoint) -> bool:
+        try:
+            async with self.runtime.http.get(
+                endpoint.url + "/models",
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as resp:
+                await resp.read()
+                return resp.status < 500
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def _complete_sdk(self, endpoint: Endpoint, body: JSONObject) -> ChatReply:
+        import openai
+
+        client = await self.runtime.resource(
+            f"openai-policy:{endpoint.url}",
+            lambda: self._make_sdk_client(endpoint.url),
+            close=lambda c: c.close(),
+        )
+        kwargs: dict[str, Any] = {k: v for k, v in body.items() if k not in ("model", "messages")}
+        extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in _SDK_PARAMS}
+        started = time.monotonic()
+        try:
+            raw = await client.chat.completions.with_raw_response.create(
+                model=body["model"], messages=body["messages"], extra_body=extra or None, **kwargs
+            )
+        except openai.APIStatusError as exc:
+            raise _map_sdk_status(exc, endpoint.url) from exc
+        except openai.APITimeoutError as exc:
+            raise ServiceUnavailableError(
+                f"{SERVICE} {redact_url(endpoint.url)} timed out after {time.monotonic() - started:.0f}s",
+                service=SERVICE,
+            ) from exc
+        except openai.APIConnectionError as exc:
+            raise ServiceUnavailableError(
+                f"{SERVICE} {redact_url(endpoint.url)}: connection failed", service=SERVICE
+            ) from exc
+        return reply_from_json(_json.loads(raw.content), endpoint=endpoint.url)
+
+    async def _make_sdk_client(self, url: str) -> Any:
+        import openai
+
+        return openai.AsyncOpenAI(
+            base_url=url,
+            api_key=self._api_key,
+            max_retries=0,  # our retry policy decides, with the limiter in the loop
+            timeout=self._request_timeout,
+            http_client=openai.DefaultAioHttpClient(),
+        )
+
+
+_SDK_PARAMS = frozenset({"max_tokens", "temperature", "top_p", "seed", "tools"})
+
+
+def _map_sdk_status(exc: Any, url: str) -> ServiceError:
+    from .._http import parse_retry_after
+
+    status = int(getattr(exc, "status_code", 0) or 0)
+    where = f"{SERVICE} {redact_url(url)}"
+    headers = getattr(getattr(exc, "response", None), "headers", {}) or {}
+    retry_after = parse_retry_after(headers.get("retry-after"))
+    if status in (401, 403):
+        return AuthenticationError(
+            f"{where} refused the credentials (HTTP {status}); check the API key",
+            service=SERVICE,
+            status=status,
+        )
+    if status == 429:
+        return RateLimitedError(f"{where} answered 429", service=SERVICE, retry_after=retry_after)
+    if status >= 500 or status == 408:
+        return ServiceUnavailableError(
+            f"{where} answered HTTP {status}",
+            service=SERVICE,
+            status=status,
+            retry_after=retry_after,
+        )
+    return BadResponseError(f"{where} answered HTTP {status}", service=SERVICE, status=status)

@@ -1,0 +1,28 @@
+"""Simulated backends on loopback, speaking the real wire protocols.
+
+For tests, the bench and users alike: start one with ``SimServer(app)``.
+"""
+
+from __future__ import annotations
+
+from ._common import Faults as Faults
+from ._common import Latency as Latency
+from ._images import SimImageHost as SimImageHost
+from ._images import make_png as make_png
+from ._policy import PolicyScript as PolicyScript
+from ._policy import SimPolicy as SimPolicy
+from ._server import RouteStats as RouteStats
+from ._server import SimServer as SimServer
+from ._server import Stats as Stats
+
+__all__ = [
+    "Faults",
+    "Latency",
+    "PolicyScript",
+    "RouteStats",
+    "SimImageHost",
+    "SimPolicy",
+    "SimServer",
+    "Stats",
+    "make_png",
+]

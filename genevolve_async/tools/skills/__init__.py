@@ -1,0 +1,1 @@
+"""Packaged skill guidance texts returned by the query_knowledge tool."""

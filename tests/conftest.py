@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from genevolve_async import Runtime
+from genevolve_async.sim import Latency, SimImageHost, SimPolicy, SimServer
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def sim_policy() -> AsyncIterator[tuple[SimPolicy, str]]:
+    """A simulated policy; yields (server object, base URL ending in /v1)."""
+    policy = SimPolicy()
+    async with SimServer(policy.app) as server:
+        yield policy, server.url + "/v1"
+
+
+@pytest.fixture
+async def image_host() -> AsyncIterator[tuple[SimImageHost, str]]:
+    """A simulated image host whose downloads finish in shuffled order."""
+    host = SimImageHost(latency=Latency(mean=0.02), shuffle=True)
+    async with SimServer(host.app) as server:
+        yield host, server.url
+
+
+@pytest.fixture
+async def runtime() -> AsyncIterator[Runtime]:
+    async with Runtime() as rt:
+        yield rt
+
+
+@pytest.fixture
+def image_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    return folder
