@@ -193,7 +193,11 @@ class GenEvolveAgent:
             hooks = self._hook_emit()
 
             async def emit(event: AgentEvent) -> None:
-                send.send_nowait(event)
+                try:
+                    send.send_nowait(event)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass  # the consumer left the block; hooks still hear the end
+
                 if hooks is not None:
                     await hooks(event)
 

@@ -387,9 +387,9 @@ class Rollout:
         started = time.monotonic()
         ok = False
         try:
-            observation = await tool(call.arguments, context)
-            if not isinstance(observation, str):
-                observation = str(observation)
+            # A user's tool may return something else despite its annotation.
+            outcome: object = await tool(call.arguments, context)
+            observation = outcome if isinstance(outcome, str) else str(outcome)
             ok = True
         except (AuthenticationError, ConfigurationError) as exc:
             # Every later call would fail the same way: end the rollout after this turn.

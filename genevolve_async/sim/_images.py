@@ -31,7 +31,7 @@ def make_png(color: tuple[int, int, int], size: tuple[int, int] = (96, 64)) -> b
     """A small solid PNG with a lighter square, so it is a real, decodable image."""
     image = Image.new("RGB", size, color)
     inner = tuple(min(255, c + 60) for c in color)
-    image.paste(inner, (size[0] // 4, size[1] // 4, size[0] // 2, size[1] // 2))  # type: ignore[arg-type]
+    image.paste(inner, (size[0] // 4, size[1] // 4, size[0] // 2, size[1] // 2))
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()

@@ -86,6 +86,7 @@ class SimPolicy:
         model: str = "GenEvolve",
         seed: int = 0,
         name: str = "policy",
+        record_times: bool = False,
     ) -> None:
         self.script = script or PolicyScript()
         self.latency = latency or Latency()
@@ -100,7 +101,7 @@ class SimPolicy:
         """When true every request fails with 503 (a dead replica)."""
         self._queued: list[tuple[int, float | None]] = []
         self.app = web.Application(
-            middlewares=[counting_middleware(self.stats)], client_max_size=64 * 2**20
+            middlewares=[counting_middleware(self.stats, record_times=record_times)], client_max_size=64 * 2**20
         )
         self.app.router.add_post("/v1/chat/completions", self._chat)
         self.app.router.add_get("/v1/models", self._models)
@@ -230,7 +231,7 @@ class SimPolicy:
             return {"query": f"{topic} reference {round_no}.{j}", "top_k": self.script.image_top_k}
         if tool == "query_knowledge":
             return {"skill_name": SKILLS[(zlib.crc32(topic.encode()) + j) % len(SKILLS)]}
-        return {"input": topic}
+        return {"query": f"{topic} reference {round_no}.{j}"}
 
     def _answer(self, plan: _Plan, messages: list[dict[str, Any]], topic: str) -> str:
         if plan.answer_ids is not None:
