@@ -14,15 +14,19 @@ from ._policy import SimPolicy as SimPolicy
 from ._server import RouteStats as RouteStats
 from ._server import SimServer as SimServer
 from ._server import Stats as Stats
+from ._stack import SimConfig as SimConfig
+from ._stack import SimStack as SimStack
 
 __all__ = [
     "Faults",
     "Latency",
     "PolicyScript",
     "RouteStats",
+    "SimConfig",
     "SimImageHost",
     "SimPolicy",
     "SimServer",
+    "SimStack",
     "Stats",
     "make_png",
 ]

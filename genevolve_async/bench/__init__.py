@@ -1,0 +1,21 @@
+"""``python -m genevolve_async.bench``: throughput of the agent runtime on simulated backends."""
+
+from __future__ import annotations
+
+from ._report import Scenario as Scenario
+from ._report import efficiency as efficiency
+from ._report import percentile as percentile
+from ._report import steady_rate as steady_rate
+from ._report import theoretical_throughput as theoretical_throughput
+from ._run import BenchResult as BenchResult
+from ._run import run_rollouts as run_rollouts
+
+__all__ = [
+    "BenchResult",
+    "Scenario",
+    "efficiency",
+    "percentile",
+    "run_rollouts",
+    "steady_rate",
+    "theoretical_throughput",
+]

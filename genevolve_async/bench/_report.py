@@ -1,0 +1,74 @@
+"""The bench's arithmetic: theoretical throughput, efficiency, percentiles.
+
+Kept free of I/O so tests can check it on hand-built traces.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Scenario", "efficiency", "percentile", "steady_rate", "theoretical_throughput"]
+
+
+@dataclass(kw_only=True, slots=True, frozen=True)
+class Scenario:
+    """The latencies that shape one rollout's critical path (seconds)."""
+
+    rounds: int = 4
+    model_latency: float = 0.5
+    search_latency: float = 0.3
+    download_latency: float = 0.1
+    tools: tuple[str, ...] = ("search", "image_search", "query_knowledge")
+
+    def tool_latency(self, tool: str) -> float:
+        """Wall time of one turn of ``tool`` (parallel calls count as their slowest)."""
+        if tool == "search":
+            return self.search_latency  # the queries of one call run concurrently
+        if tool == "image_search":
+            return self.search_latency + self.download_latency  # Serper, then downloads at once
+        return 0.0
+
+    @property
+    def critical_path(self) -> float:
+        """Seconds one rollout takes with no queueing anywhere."""
+        tool_rounds = self.rounds - 1
+        tools = sum(self.tool_latency(self.tools[i % len(self.tools)]) for i in range(tool_rounds))
+        return self.rounds * self.model_latency + tools
+
+
+def theoretical_throughput(in_flight: int, critical_path: float) -> float:
+    """Rollouts per second if ``in_flight`` rollouts each took exactly the critical path."""
+    if critical_path <= 0:
+        return math.inf
+    return in_flight / critical_path
+
+
+def efficiency(achieved: float, theoretical: float) -> float:
+    """Achieved over theoretical throughput (0 when the bound is infinite)."""
+    if theoretical <= 0 or math.isinf(theoretical):
+        return 0.0
+    return achieved / theoretical
+
+
+def steady_rate(completion_times: Sequence[float]) -> float:
+    """Completions per second between the first and the last completion."""
+    if len(completion_times) < 2:
+        return 0.0
+    ordered = sorted(completion_times)
+    span = ordered[-1] - ordered[0]
+    return (len(ordered) - 1) / span if span > 0 else 0.0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by linear interpolation; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * q / 100.0
+    lo = math.floor(rank)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (rank - lo)
