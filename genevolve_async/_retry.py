@@ -114,4 +114,9 @@ class RetryPolicy:
             before_sleep=_before_sleep,
             reraise=True,
         )
-        return await retrying(attempt)
+        async def again() -> T:
+            # tenacity calls a plain callable without awaiting its result;
+            # wrap so lambdas returning coroutines work too.
+            return await attempt()
+
+        return await retrying(again)

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import aiohttp
+import anyio
 
 from ._endpoints import EndpointPool, Probe
 from ._errors import RuntimeClosedError
@@ -104,6 +105,7 @@ class Runtime:
         self._limiters: dict[str, ProviderLimiter] = {}
         self._pools: dict[tuple[str, tuple[str, ...]], EndpointPool] = {}
         self._resources: dict[str, Any] = {}
+        self._resource_locks: dict[str, anyio.Lock] = {}
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -227,15 +229,15 @@ class Runtime:
         self._check_open()
         if key in self._resources:
             return self._resources[key]  # type: ignore[no-any-return]
-        value = await factory()
-        if key in self._resources:  # another task won the race while we awaited
+        # One builder per key: racing tasks wait instead of building twice.
+        async with self._resource_locks.setdefault(key, anyio.Lock()):
+            if key in self._resources:
+                return self._resources[key]  # type: ignore[no-any-return]
+            value = await factory()
+            self._resources[key] = value
             if close is not None:
-                await close(value)
-            return self._resources[key]  # type: ignore[no-any-return]
-        self._resources[key] = value
-        if close is not None:
-            self._stack.push_async_callback(close, value)
-        return value
+                self._stack.push_async_callback(close, value)
+            return value
 
     # -- calls -------------------------------------------------------------
 

@@ -13,6 +13,7 @@ PUBLIC = [
     "genevolve_async.judge",
     "genevolve_async.policy",
     "genevolve_async.protocol",
+    "genevolve_async.renderers",
     "genevolve_async.sim",
     "genevolve_async.tools",
 ]

@@ -101,3 +101,17 @@ async def test_permanent_errors_are_not_retried() -> None:
 def test_attempts_must_be_positive() -> None:
     with pytest.raises(ValueError):
         RetryPolicy(attempts=0)
+
+
+async def test_a_lambda_returning_a_coroutine_is_awaited_on_retries() -> None:
+    rec = Recorder()
+    calls = 0
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ServiceUnavailableError("boom")
+        return "done"
+
+    assert await _policy(rec).call(lambda: flaky()) == "done"

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 from ._common import Faults as Faults
 from ._common import Latency as Latency
+from ._gemini import GeminiRequest as GeminiRequest
+from ._gemini import SimGemini as SimGemini
 from ._images import SimImageHost as SimImageHost
 from ._images import make_png as make_png
 from ._policy import PolicyScript as PolicyScript
 from ._policy import SimPolicy as SimPolicy
+from ._qwen import QwenFault as QwenFault
+from ._qwen import QwenFaults as QwenFaults
+from ._qwen import SimQwenService as SimQwenService
 from ._server import RouteStats as RouteStats
 from ._server import SimServer as SimServer
 from ._server import Stats as Stats
@@ -19,12 +24,17 @@ from ._stack import SimStack as SimStack
 
 __all__ = [
     "Faults",
+    "GeminiRequest",
     "Latency",
     "PolicyScript",
+    "QwenFault",
+    "QwenFaults",
     "RouteStats",
     "SimConfig",
+    "SimGemini",
     "SimImageHost",
     "SimPolicy",
+    "SimQwenService",
     "SimServer",
     "SimStack",
     "Stats",
