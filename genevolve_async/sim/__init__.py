@@ -10,12 +10,14 @@ from ._common import Latency as Latency
 from ._gemini import GeminiRequest as GeminiRequest
 from ._gemini import SimGemini as SimGemini
 from ._images import SimImageHost as SimImageHost
+from ._images import make_bomb_png as make_bomb_png
 from ._images import make_png as make_png
 from ._policy import PolicyScript as PolicyScript
 from ._policy import SimPolicy as SimPolicy
 from ._qwen import QwenFault as QwenFault
 from ._qwen import QwenFaults as QwenFaults
 from ._qwen import SimQwenService as SimQwenService
+from ._serper import SimSerper as SimSerper
 from ._server import RouteStats as RouteStats
 from ._server import SimServer as SimServer
 from ._server import Stats as Stats
@@ -35,8 +37,10 @@ __all__ = [
     "SimImageHost",
     "SimPolicy",
     "SimQwenService",
+    "SimSerper",
     "SimServer",
     "SimStack",
     "Stats",
+    "make_bomb_png",
     "make_png",
 ]

@@ -37,9 +37,15 @@ class Faults:
     rate_500: float = 0.0
     retry_after: float | None = 1.0
     """Retry-After seconds sent with a 429 (None: no header)."""
+    rate_403: float = 0.0
+    """Share of requests refused as unauthorized."""
 
     def draw(self, rng: random.Random) -> int | None:
         """The fault status for this request, or None."""
+        # A zero rate draws nothing, so adding a fault kind leaves the
+        # random sequence of existing configurations unchanged.
+        if self.rate_403 and rng.random() < self.rate_403:
+            return 403
         if self.rate_429 and rng.random() < self.rate_429:
             return 429
         if self.rate_500 and rng.random() < self.rate_500:

@@ -10,14 +10,32 @@ from ._registry import ImageRegistry as ImageRegistry
 from .knowledge import SKILL_NAMES as SKILL_NAMES
 from .knowledge import QueryKnowledge as QueryKnowledge
 from .knowledge import load_skills as load_skills
+from .search import ImageCache as ImageCache
+from .search import ImageCacheSettings as ImageCacheSettings
+from .search import ImageCacheStats as ImageCacheStats
+from .search import ImageResult as ImageResult
+from .search import ImageSearch as ImageSearch
+from .search import SearchBackend as SearchBackend
+from .search import SerperBackend as SerperBackend
+from .search import WebResult as WebResult
+from .search import WebSearch as WebSearch
 
 __all__ = [
     "SKILL_NAMES",
+    "ImageCache",
+    "ImageCacheSettings",
+    "ImageCacheStats",
     "ImageRecord",
     "ImageRegistry",
+    "ImageResult",
+    "ImageSearch",
     "QueryKnowledge",
+    "SearchBackend",
+    "SerperBackend",
     "Tool",
     "ToolContext",
+    "WebResult",
+    "WebSearch",
     "load_skills",
     "tool_schema",
 ]

@@ -1,0 +1,125 @@
+"""Which hosts an image download may reach: public addresses only, by default.
+
+An agent inside a web service downloads whatever URL a search result names.
+Without a guard it is a proxy into the internal network (cloud metadata at
+169.254.169.254, admin panels on 10.x, the service's own loopback). The
+guard checks the addresses the connection will actually use: IP literals
+before each request, host names inside the connector's resolver, so a name
+cannot resolve to a public address when checked and a private one when
+connecting (DNS rebinding). Every redirect hop is a new request, so it
+passes the same checks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+__all__ = ["AddressPolicy", "GuardedResolver", "RefusedAddressError"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# NAT64 embeds an IPv4 address; judge the embedded one.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class RefusedAddressError(OSError):
+    """A download target resolved to an address the policy refuses."""
+
+
+def _unwrap(ip: IPAddress) -> IPAddress:
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip in _NAT64:
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if ip.sixtofour is not None:
+            return ip.sixtofour
+    return ip
+
+
+def is_public_address(ip: IPAddress) -> bool:
+    """Whether ``ip`` is a globally routable unicast address."""
+    ip = _unwrap(ip)
+    return ip.is_global and not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_reserved
+        or ip.is_multicast
+        or ip.is_unspecified
+    )
+
+
+@dataclass(kw_only=True, slots=True, frozen=True)
+class AddressPolicy:
+    """Public addresses, plus explicitly allowed networks (or everything)."""
+
+    allow_private: bool = False
+    """Allow every address (tests, self-hosted gateways on a private network)."""
+    allowed_networks: tuple[IPNetwork, ...] = ()
+    """Networks allowed even though they are not public."""
+
+    @classmethod
+    def build(cls, *, allow_private: bool, networks: Sequence[str]) -> AddressPolicy:
+        """A policy from settings; ``networks`` are CIDR strings.
+
+        Raises:
+            ValueError: a network string does not parse.
+        """
+        return cls(
+            allow_private=allow_private,
+            allowed_networks=tuple(ipaddress.ip_network(n, strict=False) for n in networks),
+        )
+
+    def allows(self, ip: IPAddress) -> bool:
+        """Whether a connection to ``ip`` is allowed."""
+        if self.allow_private or any(ip in net for net in self.allowed_networks):
+            return True
+        return is_public_address(ip)
+
+    def check_host(self, host: str) -> None:
+        """Refuse an IP-literal host the policy does not allow (names pass through).
+
+        Raises:
+            RefusedAddressError: ``host`` is a refused IP literal.
+        """
+        try:
+            ip = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return  # a name: the resolver checks what it resolves to
+        if not self.allows(ip):
+            raise RefusedAddressError(f"address {ip} is not public")
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver, refusing names that resolve to a refused address.
+
+    All addresses must pass: the connector may try any of them.
+    """
+
+    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
+        self.policy = policy
+        self._inner = inner or DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            try:
+                ip = ipaddress.ip_address(result["host"])
+            except ValueError as exc:
+                raise RefusedAddressError(f"{host} resolved to an unparsable address") from exc
+            if not self.policy.allows(ip):
+                raise RefusedAddressError(f"{host} resolves to {ip}, which is not public")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()

@@ -1,0 +1,353 @@
+"""The image cache: safe, single-flight, content-addressed downloads.
+
+One cache per :class:`Runtime` (``ImageCache.for_runtime``), shared by every
+rollout. A URL is fetched at most once at a time (later callers join the
+download under way), streamed to a temp file under a size cap and a
+deadline, verified as an image by Pillow in a worker thread, then renamed
+into place as ``<sha256 of the bytes>.<ext>``, so the same picture found at
+two URLs is one file (and one ``IMG_###`` id). A small per-URL index lets a
+rerun reuse earlier downloads. Anything else is dropped and leaves no file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from uuid import uuid4
+
+import aiofiles
+import aiofiles.os
+import aiohttp
+import anyio
+from yarl import URL
+
+from .._errors import ConfigurationError
+from .._http import redact_url
+from ._address import AddressPolicy, GuardedResolver, RefusedAddressError
+from ._image_files import (
+    FORMAT_EXTENSIONS,
+    ImageRejectedError,
+    inspect_image,
+    read_text,
+    remove_quietly,
+    replace,
+    write_atomic,
+)
+from ._image_settings import ImageCacheSettings, ImageCacheStats
+
+if TYPE_CHECKING:
+    from .._runtime import Runtime
+
+__all__ = ["ImageCache"]
+
+logger = logging.getLogger("genevolve_async.tools.images")
+
+_RESOURCE_KEY = "image_cache"
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 64 * 1024
+_FLUSH = 256 * 1024  # bytes buffered per disk write: fewer thread hops
+_MEMO_SIZE = 65_536
+_ACCEPTED_TYPES = ("application/octet-stream", "binary/octet-stream")
+_HEADERS = {
+    "Accept": "image/avif,image/webp,image/png,image/jpeg,image/*;q=0.8",
+    "User-Agent": "Mozilla/5.0 (compatible; genevolve-async image fetcher)",
+}
+
+
+class _Dropped(Exception):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+
+
+@dataclass(slots=True, eq=False)
+class _Flight:
+    done: anyio.Event = field(default_factory=anyio.Event)
+    path: Path | None = None
+    abandoned: bool = False
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the address guard is behind ``exc`` (aiohttp wraps the resolver's error)."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # chains are short; the bound only rules out surprises
+        if seen is None:
+            break
+        if isinstance(seen, RefusedAddressError):
+            return True
+        if isinstance(getattr(seen, "os_error", None), RefusedAddressError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class ImageCache:
+    """Downloads images once, safely, into a content-addressed folder.
+
+    Get the runtime's cache with :meth:`for_runtime`; it is closed with the
+    runtime. ``stats`` counts downloads, hits, single-flight joins and drops
+    by reason, for the bench.
+    """
+
+    provider = "images"
+    """Limiter name for downloads: ``RuntimeConfig.limits["images"]`` caps them."""
+
+    def __init__(self, runtime: Runtime, settings: ImageCacheSettings) -> None:
+        self.runtime = runtime
+        self.settings = settings.resolve()
+        self.folder = Path(str(self.settings.folder))
+        self.stats = ImageCacheStats()
+        self.policy = AddressPolicy.build(
+            allow_private=bool(self.settings.allow_private),
+            networks=self.settings.allowed_networks,
+        )
+        self._partial = self.folder / ".partial"
+        self._index = self.folder / ".index"
+        self._flights: dict[str, _Flight] = {}
+        self._memo: dict[str, Path] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    async def for_runtime(
+        cls, runtime: Runtime, settings: ImageCacheSettings | None = None
+    ) -> ImageCache:
+        """The runtime's cache, opened on first use with ``settings``.
+
+        Args:
+            runtime: the open runtime that owns (and closes) the cache.
+            settings: the cache settings; ``None`` takes the existing cache
+                as it is, or opens one with the defaults.
+
+        Raises:
+            ConfigurationError: the runtime's cache was opened with other settings.
+        """
+        wanted = (settings or ImageCacheSettings()).resolve()
+
+        async def factory() -> ImageCache:
+            cache = cls(runtime, wanted)
+            await cache.open()
+            return cache
+
+        cache = await runtime.resource(_RESOURCE_KEY, factory, close=ImageCache.aclose)
+        if settings is not None and cache.settings != wanted:
+            raise ConfigurationError(
+                "this Runtime's image cache was opened with different settings "
+                f"({cache.settings}); one Runtime has one image cache"
+            )
+        return cache
+
+    async def open(self) -> None:
+        """Create the folders and, when private hosts are refused, the guarded client."""
+        for folder in (self.folder, self._partial, self._index):
+            await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+        if not self.policy.allow_private:
+            config = self.runtime.config
+            # Our own connector, because its resolver is what enforces the
+            # address policy at connect time (no DNS-rebinding gap).
+            connector = aiohttp.TCPConnector(
+                limit=config.max_connections,
+                limit_per_host=config.max_connections_per_host,
+                keepalive_timeout=config.keepalive_timeout,
+                ttl_dns_cache=300,
+                resolver=GuardedResolver(self.policy),
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+            )
+
+    async def aclose(self) -> None:
+        """Close the guarded client, if we made one."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    @property
+    def _http(self) -> aiohttp.ClientSession:
+        return self._session if self._session is not None else self.runtime.http
+
+    # -- the public verb -------------------------------------------------------
+
+    async def fetch(self, url: str) -> Path | None:
+        """The local file for ``url``, downloading it if needed; ``None`` if dropped.
+
+        Concurrent calls for one URL share one download. A caller cancelled
+        while downloading leaves no file behind, and the callers waiting on
+        it start a download of their own.
+        """
+        known = self._memo.get(url)
+        if known is not None:
+            self.stats.hits += 1
+            return known
+        while True:
+            flight = self._flights.get(url)
+            if flight is not None:
+                self.stats.joins += 1
+                await flight.done.wait()
+                if flight.abandoned:
+                    continue
+                return flight.path
+            flight = self._flights[url] = _Flight()
+            try:
+                flight.path = await self._resolve(url)
+            except BaseException:
+                flight.abandoned = True
+                raise
+            finally:
+                del self._flights[url]
+                flight.done.set()
+            return flight.path
+
+    async def _resolve(self, url: str) -> Path | None:
+        indexed = await self._indexed(url)
+        if indexed is not None:
+            self.stats.hits += 1
+            self._remember(url, indexed)
+            return indexed
+        try:
+            async with self.runtime.limiter(self.provider).slot():
+                path = await self._download(url)
+        except _Dropped as exc:
+            self.stats.dropped[exc.reason] += 1
+            logger.debug("image %s dropped: %s", redact_url(url), exc)
+            return None
+        self._remember(url, path)
+        return path
+
+    def _remember(self, url: str, path: Path) -> None:
+        if len(self._memo) >= _MEMO_SIZE:
+            self._memo.pop(next(iter(self._memo)))
+        self._memo[url] = path
+
+    # -- the folder index --------------------------------------------------------
+
+    @staticmethod
+    def _url_key(url: str) -> str:
+        return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+    async def _indexed(self, url: str) -> Path | None:
+        name = await read_text(self._index / self._url_key(url))
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            return None
+        path = self.folder / name.strip()
+        return path if await aiofiles.os.path.isfile(path) else None
+
+    # -- one download ------------------------------------------------------------
+
+    async def _download(self, url: str) -> Path:
+        tmp = self._partial / f"{uuid4().hex}.part"
+        stored = False
+        try:
+            try:
+                with anyio.fail_after(self.settings.timeout):
+                    digest, size = await self._get(url, tmp)
+            except TimeoutError as exc:
+                raise _Dropped(
+                    "timeout", f"no complete answer in {self.settings.timeout:g}s"
+                ) from exc
+            try:
+                image_format = await anyio.to_thread.run_sync(
+                    inspect_image, str(tmp), self.settings.max_pixels
+                )
+            except ImageRejectedError as exc:
+                raise _Dropped(exc.reason, str(exc)) from exc
+            final = self.folder / f"{digest[:32]}{FORMAT_EXTENSIONS[image_format]}"
+            try:
+                await replace(tmp, final)
+                stored = True
+                await write_atomic(self._index / self._url_key(url), final.name.encode())
+            except OSError as exc:
+                raise _Dropped("io_error", str(exc)) from exc
+        finally:
+            if not stored:
+                await remove_quietly(tmp)
+        self.stats.downloads += 1
+        self.stats.bytes += size
+        return final
+
+    async def _get(self, url: str, tmp: Path) -> tuple[str, int]:
+        try:
+            current = URL(url)
+        except (TypeError, ValueError) as exc:
+            raise _Dropped("bad_url") from exc
+        for _ in range(self.settings.max_redirects + 1):
+            self._check_url(current)
+            self.stats.requests += 1
+            try:
+                async with self._http.get(current, allow_redirects=False, headers=_HEADERS) as resp:
+                    if resp.status in _REDIRECTS:
+                        current = self._next_hop(current, resp.headers.get("Location"))
+                        continue
+                    if resp.status != 200:
+                        raise _Dropped("http_status", f"HTTP {resp.status}")
+                    self._check_type(resp.content_type)
+                    return await self._stream(resp, tmp)
+            except _Dropped:
+                raise
+            except (aiohttp.ClientError, OSError) as exc:
+                if _refused(exc):
+                    raise _Dropped("private_address", str(exc)) from exc
+                if isinstance(exc, TimeoutError):
+                    raise _Dropped("timeout", f"{type(exc).__name__}: {exc}") from exc
+                raise _Dropped("network", f"{type(exc).__name__}: {exc}") from exc
+        raise _Dropped("too_many_redirects", f"more than {self.settings.max_redirects}")
+
+    def _check_url(self, url: URL) -> None:
+        if url.scheme not in ("http", "https") or not url.host:
+            raise _Dropped("bad_url", f"only http(s) URLs with a host: {url.scheme!r}")
+        try:
+            self.policy.check_host(url.host)
+        except RefusedAddressError as exc:
+            raise _Dropped("private_address", str(exc)) from exc
+
+    @staticmethod
+    def _next_hop(current: URL, location: str | None) -> URL:
+        if not location:
+            raise _Dropped("http_status", "a redirect without a Location")
+        try:
+            return current.join(URL(location))
+        except (TypeError, ValueError) as exc:
+            raise _Dropped("bad_url", "an unusable redirect Location") from exc
+
+    @staticmethod
+    def _check_type(content_type: str) -> None:
+        # Pillow has the last word; this only turns away pages and JSON early.
+        if content_type.startswith("image/") and content_type != "image/svg+xml":
+            return
+        if content_type in _ACCEPTED_TYPES:
+            return
+        raise _Dropped("content_type", content_type)
+
+    async def _stream(self, resp: aiohttp.ClientResponse, tmp: Path) -> tuple[str, int]:
+        limit = self.settings.max_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            raise _Dropped("too_large", f"{resp.content_length} bytes announced")
+        hasher = hashlib.sha256()
+        size = 0
+        buffer = bytearray()
+        with anyio.CancelScope(shield=True):
+            handle = await aiofiles.open(tmp, "wb")
+        try:
+            async for chunk in resp.content.iter_chunked(_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise _Dropped("too_large", f"more than {limit} bytes")
+                hasher.update(chunk)
+                buffer += chunk
+                if len(buffer) >= _FLUSH:
+                    with anyio.CancelScope(shield=True):
+                        await handle.write(bytes(buffer))
+                    buffer.clear()
+            with anyio.CancelScope(shield=True):
+                await handle.write(bytes(buffer))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await handle.close()
+        if size == 0:
+            raise _Dropped("not_image", "an empty body")
+        return hasher.hexdigest(), size

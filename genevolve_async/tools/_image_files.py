@@ -1,0 +1,128 @@
+"""Files of the image cache: Pillow verification, atomic writes, quiet removal.
+
+Every file operation here is shielded from cancellation: each is short
+(local disk), and a cancelled ``aiofiles`` call would leave its worker
+thread running unobserved, able to recreate or hold a file after our
+cleanup ran. Cancellation lands in the network awaits instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from uuid import uuid4
+
+import aiofiles
+import aiofiles.os
+import anyio
+from PIL import Image
+
+__all__ = [
+    "FORMAT_EXTENSIONS",
+    "ImageRejectedError",
+    "inspect_image",
+    "read_text",
+    "remove_quietly",
+    "replace",
+    "write_atomic",
+]
+
+FORMAT_EXTENSIONS: dict[str, str] = {
+    "JPEG": ".jpg",
+    "MPO": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "TIFF": ".tiff",
+}
+"""Raster formats we keep, and the extension each gets on disk."""
+
+# Formats Pillow may try (MPO files come back from the JPEG opener).
+_FORMATS = tuple(f for f in FORMAT_EXTENSIONS if f != "MPO")
+
+
+class ImageRejectedError(Exception):
+    """The bytes are not an acceptable image.
+
+    Attributes:
+        reason: ``not_image`` or ``too_many_pixels``.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def inspect_image(path: str, max_pixels: int) -> str:
+    """Verify the file is a whole image of an allowed format; return the format.
+
+    Blocking: run it in a worker thread. Pillow's own decompression-bomb
+    guard (an error above twice ``Image.MAX_IMAGE_PIXELS``) stays on; our
+    ``max_pixels`` is checked from the header before any decoding, and the
+    cache never sets it above Pillow's warning threshold, so every image
+    that would only have triggered Pillow's warning is rejected here.
+
+    Raises:
+        ImageRejectedError: undecodable, truncated, disallowed format, or too
+            many pixels.
+    """
+    try:
+        with Image.open(path, formats=_FORMATS) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageRejectedError(
+                    "too_many_pixels", f"{width}x{height} exceeds {max_pixels} pixels"
+                )
+            image_format = image.format or ""
+            # verify() walks the whole file (PNG chunk CRCs, GIF frames, ...)
+            # without decoding pixels: cheap, and it catches truncation.
+            image.verify()
+    except ImageRejectedError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageRejectedError("too_many_pixels", str(exc)) from exc
+    except Exception as exc:  # Pillow raises many types for bad bytes
+        raise ImageRejectedError("not_image", f"{type(exc).__name__}: {exc}") from exc
+    if image_format not in FORMAT_EXTENSIONS:
+        raise ImageRejectedError("not_image", f"format {image_format!r} is not allowed")
+    return image_format
+
+
+async def remove_quietly(path: str | os.PathLike[str]) -> None:
+    """Delete ``path`` if it exists; never raises, never cancelled half-way."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await aiofiles.os.remove(path)
+        except OSError:
+            pass
+
+
+async def replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Atomically rename ``source`` to ``target`` (same file system)."""
+    with anyio.CancelScope(shield=True):
+        await aiofiles.os.replace(source, target)
+
+
+async def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file next to ``path``, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.{uuid4().hex}.tmp")
+    with anyio.CancelScope(shield=True):
+        try:
+            async with aiofiles.open(tmp, "wb") as handle:
+                await handle.write(data)
+            await aiofiles.os.replace(tmp, path)
+        except BaseException:
+            await remove_quietly(tmp)
+            raise
+
+
+async def read_text(path: Path) -> str | None:
+    """The file's text, or ``None`` if it cannot be read."""
+    with anyio.CancelScope(shield=True):
+        try:
+            async with aiofiles.open(path, encoding="utf-8") as handle:
+                return await handle.read()
+        except (OSError, UnicodeDecodeError):
+            return None
+    return None  # only reached if the shielded scope swallowed an exception (it does not)

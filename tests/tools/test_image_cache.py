@@ -1,0 +1,311 @@
+"""ImageCache against a loopback image host: storage, single flight, drops, address guard."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import ipaddress
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+
+from genevolve_async import ConfigurationError, Runtime
+from genevolve_async.sim import SimImageHost
+from genevolve_async.tools import ImageCache, ImageCacheSettings
+from genevolve_async.tools._address import AddressPolicy, is_public_address
+from genevolve_async.tools._image_settings import default_image_dir
+
+Host = tuple[SimImageHost, str]
+
+
+def files_under(folder: Path) -> list[Path]:
+    """Every file in the cache folder, index and partial downloads included."""
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file())
+
+
+async def test_download_is_content_addressed_and_verified(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    host, url = images
+    cache = await ImageCache.for_runtime(runtime, cache_settings)
+    path = await cache.fetch(f"{url}/img/fox.png")
+    assert path is not None and path.parent == cache.folder
+    data = path.read_bytes()
+    assert data == host.image_bytes("fox.png")
+    assert path.name == hashlib.sha256(data).hexdigest()[:32] + ".png"
+    assert (cache.stats.downloads, cache.stats.requests, cache.stats.bytes) == (1, 1, len(data))
+    # Only the image and its index entry remain; no partial file.
+    assert files_under(cache.folder) == sorted([path, *(cache.folder / ".index").iterdir()])
+
+
+async def test_same_bytes_at_two_urls_are_one_file(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    _, url = images
+    cache = await ImageCache.for_runtime(runtime, cache_settings)
+    direct = await cache.fetch(f"{url}/img/owl.png")
+    redirected = await cache.fetch(f"{url}/redirect/2/owl.png")
+    assert direct is not None and direct == redirected
+    assert cache.stats.requests == 4  # 1 + two redirect hops + the image
+    assert len(images_in(cache.folder)) == 1
+
+
+async def test_hits_in_memory_and_on_disk_after_a_rerun(
+    images: Host, cache_settings: ImageCacheSettings
+) -> None:
+    host, url = images
+    async with Runtime() as first:
+        cache = await ImageCache.for_runtime(first, cache_settings)
+        path = await cache.fetch(f"{url}/img/elk.png")
+        assert await cache.fetch(f"{url}/img/elk.png") == path
+        assert (cache.stats.downloads, cache.stats.hits) == (1, 1)
+    async with Runtime() as second:  # a rerun: new process state, same folder
+        cache = await ImageCache.for_runtime(second, cache_settings)
+        assert await cache.fetch(f"{url}/img/elk.png") == path
+        assert (cache.stats.downloads, cache.stats.hits) == (0, 1)
+    assert host.downloads["elk.png"] == 1
+
+
+async def test_concurrent_requests_share_one_download(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    host, url = images
+    cache = await ImageCache.for_runtime(runtime, cache_settings)
+    paths: list[Path | None] = []
+
+    async def one() -> None:
+        paths.append(await cache.fetch(f"{url}/img/f-slow-bear.png"))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(one)
+    assert host.downloads["f-slow-bear.png"] == 1
+    assert len(set(paths)) == 1 and paths[0] is not None
+    assert cache.stats.downloads == 1 and cache.stats.joins == 49
+
+
+async def test_waiters_take_over_when_the_downloader_is_cancelled(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    host, url = images
+    cache = await ImageCache.for_runtime(runtime, cache_settings)
+    image = f"{url}/img/f-slow-lynx.png"
+    result: list[Path | None] = []
+
+    async def waiter() -> None:
+        result.append(await cache.fetch(image))
+
+    async with anyio.create_task_group() as tg:
+        with anyio.move_on_after(0.2):  # the first caller gives up mid-body
+            tg.start_soon(waiter)
+            await cache.fetch(image)
+    assert result and result[0] is not None and result[0].is_file()
+    assert host.downloads["f-slow-lynx.png"] == 2
+    assert not list((cache.folder / ".partial").iterdir())
+
+
+async def test_a_cancelled_download_leaves_no_partial_file(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    host, url = images
+    cache = await ImageCache.for_runtime(runtime, cache_settings)
+    partial = cache.folder / ".partial"
+    with anyio.move_on_after(0.3) as scope:
+        await cache.fetch(f"{url}/img/f-stall-wolf.png")
+    assert scope.cancelled_caught
+    assert host.downloads["f-stall-wolf.png"] == 1
+    assert files_under(cache.folder) == []
+    assert not list(partial.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("f-corrupt-a.png", "not_image"),
+        ("f-truncated-a.png", "not_image"),
+        ("f-html-a.png", "content_type"),
+        ("f-wrongtype-a.png", "content_type"),
+        ("f-huge-a.png", "too_large"),
+        ("f-hugestream-a.png", "too_large"),
+        ("f-bomb-a.png", "too_many_pixels"),
+        ("f-status404-a.png", "http_status"),
+        ("f-status500-a.png", "http_status"),
+        ("f-stall-a.png", "timeout"),
+        ("f-slow-a.png", "timeout"),
+    ],
+)
+async def test_bad_downloads_are_dropped_and_leave_no_files(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings, name: str, reason: str
+) -> None:
+    settings = dataclasses.replace(cache_settings, timeout=0.3)
+    cache = await ImageCache.for_runtime(runtime, settings)
+    assert await cache.fetch(f"{images[1]}/img/{name}") is None
+    assert dict(cache.stats.dropped) == {reason: 1}
+    assert files_under(cache.folder) == []
+
+
+async def test_pixel_limit_applies_before_decoding(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    settings = dataclasses.replace(cache_settings, max_pixels=96 * 64 - 1)
+    cache = await ImageCache.for_runtime(runtime, settings)
+    assert await cache.fetch(f"{images[1]}/img/ok.png") is None
+    assert cache.stats.dropped["too_many_pixels"] == 1
+
+
+async def test_unreachable_hosts_are_dropped(
+    runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    cache = await ImageCache.for_runtime(runtime, cache_settings)
+    assert await cache.fetch("http://127.0.0.1:1/nothing-listens-here.png") is None
+    assert cache.stats.dropped == {"network": 1}
+    assert files_under(cache.folder) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://example.com/a.png", "file:///etc/passwd", "data:image/png;base64,AAAA", "http://"],
+)
+async def test_only_http_urls_with_a_host(
+    runtime: Runtime, cache_settings: ImageCacheSettings, url: str
+) -> None:
+    cache = await ImageCache.for_runtime(runtime, cache_settings)
+    assert await cache.fetch(url) is None
+    assert cache.stats.dropped["bad_url"] == 1 and cache.stats.requests == 0
+
+
+async def test_redirects_are_bounded(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    settings = dataclasses.replace(cache_settings, max_redirects=3)
+    cache = await ImageCache.for_runtime(runtime, settings)
+    assert await cache.fetch(f"{images[1]}/redirect/3/ok.png") is not None
+    assert await cache.fetch(f"{images[1]}/redirect/4/other.png") is None
+    assert cache.stats.dropped["too_many_redirects"] == 1
+    assert images[0].downloads["other.png"] == 0
+
+
+# -- the address guard -----------------------------------------------------------
+
+
+def guarded(settings: ImageCacheSettings, *networks: str) -> ImageCacheSettings:
+    return dataclasses.replace(settings, allow_private=False, allowed_networks=networks)
+
+
+@pytest.mark.parametrize("host_name", ["127.0.0.1", "localhost"])
+async def test_private_hosts_are_refused_by_default(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings, host_name: str
+) -> None:
+    host, url = images
+    port = url.rsplit(":", 1)[1]
+    cache = await ImageCache.for_runtime(runtime, guarded(cache_settings))
+    assert await cache.fetch(f"http://{host_name}:{port}/img/secret.png") is None
+    assert cache.stats.dropped == {"private_address": 1}
+    assert host.downloads["secret.png"] == 0  # refused before any connection
+    assert files_under(cache.folder) == []
+
+
+async def test_every_redirect_hop_is_checked(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    host, url = images  # url is http://127.0.0.1:PORT
+    port = url.rsplit(":", 1)[1]
+    cache = await ImageCache.for_runtime(runtime, guarded(cache_settings, "127.0.0.1/32"))
+    # The first hop is allowed (an explicitly allowed network), the target is not.
+    target = f"http://127.0.0.2:{port}/img/internal.png"
+    assert await cache.fetch(f"{url}/redirect-to?url={target}") is None
+    assert cache.stats.dropped == {"private_address": 1}
+    assert host.downloads["internal.png"] == 0
+    assert files_under(cache.folder) == []
+    # The guarded client still downloads from allowed addresses, hops included.
+    assert await cache.fetch(f"{url}/redirect/2/allowed.png") is not None
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True),
+        ("2001:4860:4860::8888", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("0.0.0.0", False),
+        ("224.0.0.1", False),
+        ("255.255.255.255", False),
+        ("::1", False),
+        ("fe80::1", False),
+        ("fc00::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:8.8.8.8", True),
+        ("64:ff9b::a00:1", False),
+    ],
+)
+def test_public_address_table(address: str, public: bool) -> None:
+    assert is_public_address(ipaddress.ip_address(address)) is public
+
+
+def test_address_policy_networks_and_override() -> None:
+    policy = AddressPolicy.build(allow_private=False, networks=["10.2.0.0/16"])
+    assert policy.allows(ipaddress.ip_address("10.2.3.4"))
+    assert not policy.allows(ipaddress.ip_address("10.3.0.1"))
+    assert AddressPolicy.build(allow_private=True, networks=[]).allows(
+        ipaddress.ip_address("127.0.0.1")
+    )
+
+
+# -- settings ----------------------------------------------------------------------
+
+
+def test_settings_read_the_environment_when_resolved(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("GENEVOLVE_ALLOW_PRIVATE_HOSTS", raising=False)
+    monkeypatch.setenv("IMAGE_DOWNLOAD_DIR", str(tmp_path / "env-dir"))
+    settings = ImageCacheSettings()
+    assert settings.resolve().allow_private is False
+    assert settings.resolve().folder == str(tmp_path / "env-dir")
+    monkeypatch.setenv("GENEVOLVE_ALLOW_PRIVATE_HOSTS", "1")
+    assert settings.resolve().allow_private is True
+    assert ImageCacheSettings(allow_private=False).resolve().allow_private is False
+
+
+def test_default_folder_is_per_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("IMAGE_DOWNLOAD_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = default_image_dir()
+    if os.name == "posix" and "darwin" not in os.uname().sysname.lower():
+        assert folder == tmp_path / "genevolve-async" / "images"
+    assert "genevolve-async" in str(folder)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_bytes": 0},
+        {"timeout": 0},
+        {"max_redirects": -1},
+        {"max_pixels": 0},
+        {"allowed_networks": ("not a network",)},
+        {"allowed_networks": "10.0.0.0/8"},
+    ],
+)
+def test_bad_settings_are_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        ImageCacheSettings(**bad)  # type: ignore[arg-type]
+
+
+async def test_one_cache_per_runtime(runtime: Runtime, cache_settings: ImageCacheSettings) -> None:
+    cache = await ImageCache.for_runtime(runtime, cache_settings)
+    assert await ImageCache.for_runtime(runtime, cache_settings) is cache
+    assert await ImageCache.for_runtime(runtime) is cache
+    with pytest.raises(ConfigurationError, match="different settings"):
+        await ImageCache.for_runtime(runtime, dataclasses.replace(cache_settings, timeout=1.0))
