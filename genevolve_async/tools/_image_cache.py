@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
-from uuid import uuid4
 
 import aiofiles
 import aiofiles.os
@@ -28,13 +30,12 @@ from .._errors import ConfigurationError
 from .._http import redact_url
 from ._address import AddressPolicy, GuardedResolver, RefusedAddressError
 from ._image_files import (
-    FORMAT_EXTENSIONS,
     ImageRejectedError,
-    inspect_image,
+    StoreJob,
     read_text,
     remove_quietly,
-    replace,
-    write_atomic,
+    store_images,
+    temp_name,
 )
 from ._image_settings import ImageCacheSettings, ImageCacheStats
 
@@ -49,6 +50,10 @@ _RESOURCE_KEY = "image_cache"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 _FLUSH = 256 * 1024  # bytes buffered per disk write: fewer thread hops
+# Bodies up to this size stay in memory and reach the disk in the same
+# worker-thread hop that verifies them (one hop per image instead of many);
+# bigger ones stream to a temp file so memory stays bounded.
+_SPILL = 2 * 2**20
 _MEMO_SIZE = 65_536
 _ACCEPTED_TYPES = ("application/octet-stream", "binary/octet-stream")
 _HEADERS = {
@@ -108,6 +113,11 @@ class ImageCache:
         self._index = self.folder / ".index"
         self._flights: dict[str, _Flight] = {}
         self._memo: dict[str, Path] = {}
+        self._indexed_keys: set[str] = set()
+        # One or two storage threads, not anyio's default forty: each store is
+        # short, and a crowd of threads fighting the event loop for the GIL
+        # costs far more CPU (futex storms) than the stores themselves.
+        self._store_threads = anyio.CapacityLimiter(2)
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -143,6 +153,9 @@ class ImageCache:
         """Create the folders and, when private hosts are refused, the guarded client."""
         for folder in (self.folder, self._partial, self._index):
             await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+        # Known URLs from earlier runs, listed once: a URL never seen costs no
+        # disk lookup on the hot path.
+        self._indexed_keys = set(await anyio.to_thread.run_sync(os.listdir, self._index))
         if not self.policy.allow_private:
             config = self.runtime.config
             # Our own connector, because its resolver is what enforces the
@@ -180,44 +193,131 @@ class ImageCache:
         while downloading leaves no file behind, and the callers waiting on
         it start a download of their own.
         """
-        known = self._memo.get(url)
-        if known is not None:
-            self.stats.hits += 1
-            return known
-        while True:
+        return (await self.fetch_many([url]))[0]
+
+    async def fetch_many(self, urls: Sequence[str]) -> list[Path | None]:
+        """Local files for ``urls`` (``None`` where dropped), in the same order.
+
+        The downloads run concurrently and the survivors are verified and
+        stored in one worker-thread hop: one image search costs one hop, not
+        one per image. Single flight holds across calls: a URL another call
+        is already downloading is joined, not fetched twice.
+        """
+        owned: dict[str, _Flight] = {}
+        joined: dict[str, _Flight] = {}
+        for url in urls:
+            if url in self._memo or url in owned or url in joined:
+                continue
             flight = self._flights.get(url)
             if flight is not None:
                 self.stats.joins += 1
-                await flight.done.wait()
-                if flight.abandoned:
-                    continue
-                return flight.path
-            flight = self._flights[url] = _Flight()
+                joined[url] = flight
+            else:
+                owned[url] = self._flights[url] = _Flight()
+        if owned:
             try:
-                flight.path = await self._resolve(url)
+                resolved = await self._resolve_many(list(owned))
+                for url, path in resolved.items():
+                    owned[url].path = path
             except BaseException:
-                flight.abandoned = True
+                for flight in owned.values():
+                    flight.abandoned = True
                 raise
             finally:
-                del self._flights[url]
-                flight.done.set()
-            return flight.path
+                for url, flight in owned.items():
+                    del self._flights[url]
+                    flight.done.set()
+        paths: list[Path | None] = []
+        for url in urls:
+            flight = owned.get(url) or joined.get(url)
+            if flight is None:
+                self.stats.hits += 1
+                paths.append(self._memo.get(url))
+                continue
+            await flight.done.wait()
+            # The downloader was cancelled: try again ourselves.
+            paths.append(await self.fetch(url) if flight.abandoned else flight.path)
+        return paths
 
-    async def _resolve(self, url: str) -> Path | None:
-        indexed = await self._indexed(url)
-        if indexed is not None:
-            self.stats.hits += 1
-            self._remember(url, indexed)
-            return indexed
+    async def _resolve_many(self, urls: list[str]) -> dict[str, Path | None]:
+        out: dict[str, Path | None] = {}
+        pending: list[str] = []
+        for url in urls:
+            indexed = await self._indexed(url)
+            if indexed is not None:
+                self.stats.hits += 1
+                self._remember(url, indexed)
+                out[url] = indexed
+            else:
+                pending.append(url)
+        fetched: dict[str, tuple[str, int, bytes | Path]] = {}
+
+        async def one(url: str) -> None:
+            tmp = self._partial / temp_name(".part")
+            try:
+                async with self.runtime.limiter(self.provider).slot():
+                    with anyio.fail_after(self.settings.timeout):
+                        fetched[url] = await self._get(url, tmp)
+            except TimeoutError:
+                out[url] = None
+                self._drop(
+                    url, _Dropped("timeout", f"no complete answer in {self.settings.timeout:g}s")
+                )
+                await remove_quietly(tmp)
+            except _Dropped as exc:
+                out[url] = None
+                self._drop(url, exc)
+                await remove_quietly(tmp)
+            except BaseException:
+                await remove_quietly(tmp)
+                raise
+
+        stored = False
         try:
-            async with self.runtime.limiter(self.provider).slot():
-                path = await self._download(url)
-        except _Dropped as exc:
-            self.stats.dropped[exc.reason] += 1
-            logger.debug("image %s dropped: %s", redact_url(url), exc)
+            async with anyio.create_task_group() as tg:
+                for url in pending:
+                    tg.start_soon(one, url)
+            if fetched:
+                jobs = [
+                    StoreJob(
+                        key=url,
+                        body=body,
+                        digest=digest,
+                        index_file=self._index / self._url_key(url),
+                    )
+                    for url, (digest, _size, body) in fetched.items()
+                ]
+                store = partial(
+                    store_images, jobs, folder=self.folder, max_pixels=self.settings.max_pixels
+                )
+                # Not cancellable: the thread finishes its renames and cleanups.
+                outcomes = await anyio.to_thread.run_sync(store, limiter=self._store_threads)
+                stored = True
+                for url, outcome in outcomes.items():
+                    out[url] = self._record(url, outcome, fetched[url][1])
+        finally:
+            if not stored:  # cancelled between download and store: drop spilled files
+                for _digest, _size, body in fetched.values():
+                    if isinstance(body, Path):
+                        await remove_quietly(body)
+        return out
+
+    def _drop(self, url: str, exc: _Dropped) -> None:
+        self.stats.dropped[exc.reason] += 1
+        logger.debug("image %s dropped: %s", redact_url(url), exc)
+
+    def _record(self, url: str, outcome: Path | Exception, size: int) -> Path | None:
+        if isinstance(outcome, ImageRejectedError):
+            self._drop(url, _Dropped(outcome.reason, str(outcome)))
             return None
-        self._remember(url, path)
-        return path
+        if isinstance(outcome, Exception):
+            self._drop(url, _Dropped("io_error", str(outcome)))
+            return None
+        self._indexed_keys.add(self._url_key(url))
+        self.stats.downloads += 1
+        self.stats.bytes += size
+        self._remember(url, outcome)
+        return outcome
 
     def _remember(self, url: str, path: Path) -> None:
         if len(self._memo) >= _MEMO_SIZE:
@@ -231,7 +331,10 @@ class ImageCache:
         return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
     async def _indexed(self, url: str) -> Path | None:
-        name = await read_text(self._index / self._url_key(url))
+        key = self._url_key(url)
+        if key not in self._indexed_keys:
+            return None
+        name = await read_text(self._index / key)
         if not name or "/" in name or "\\" in name or name.startswith("."):
             return None
         path = self.folder / name.strip()
@@ -239,38 +342,7 @@ class ImageCache:
 
     # -- one download ------------------------------------------------------------
 
-    async def _download(self, url: str) -> Path:
-        tmp = self._partial / f"{uuid4().hex}.part"
-        stored = False
-        try:
-            try:
-                with anyio.fail_after(self.settings.timeout):
-                    digest, size = await self._get(url, tmp)
-            except TimeoutError as exc:
-                raise _Dropped(
-                    "timeout", f"no complete answer in {self.settings.timeout:g}s"
-                ) from exc
-            try:
-                image_format = await anyio.to_thread.run_sync(
-                    inspect_image, str(tmp), self.settings.max_pixels
-                )
-            except ImageRejectedError as exc:
-                raise _Dropped(exc.reason, str(exc)) from exc
-            final = self.folder / f"{digest[:32]}{FORMAT_EXTENSIONS[image_format]}"
-            try:
-                await replace(tmp, final)
-                stored = True
-                await write_atomic(self._index / self._url_key(url), final.name.encode())
-            except OSError as exc:
-                raise _Dropped("io_error", str(exc)) from exc
-        finally:
-            if not stored:
-                await remove_quietly(tmp)
-        self.stats.downloads += 1
-        self.stats.bytes += size
-        return final
-
-    async def _get(self, url: str, tmp: Path) -> tuple[str, int]:
+    async def _get(self, url: str, tmp: Path) -> tuple[str, int, bytes | Path]:
         try:
             current = URL(url)
         except (TypeError, ValueError) as exc:
@@ -323,15 +395,16 @@ class ImageCache:
             return
         raise _Dropped("content_type", content_type)
 
-    async def _stream(self, resp: aiohttp.ClientResponse, tmp: Path) -> tuple[str, int]:
+    async def _stream(
+        self, resp: aiohttp.ClientResponse, tmp: Path
+    ) -> tuple[str, int, bytes | Path]:
         limit = self.settings.max_bytes
         if resp.content_length is not None and resp.content_length > limit:
             raise _Dropped("too_large", f"{resp.content_length} bytes announced")
         hasher = hashlib.sha256()
         size = 0
         buffer = bytearray()
-        with anyio.CancelScope(shield=True):
-            handle = await aiofiles.open(tmp, "wb")
+        handle = None
         try:
             async for chunk in resp.content.iter_chunked(_CHUNK):
                 size += len(chunk)
@@ -339,15 +412,20 @@ class ImageCache:
                     raise _Dropped("too_large", f"more than {limit} bytes")
                 hasher.update(chunk)
                 buffer += chunk
-                if len(buffer) >= _FLUSH:
+                if handle is None and len(buffer) > _SPILL:
+                    with anyio.CancelScope(shield=True):
+                        handle = await aiofiles.open(tmp, "wb")
+                if handle is not None and len(buffer) >= _FLUSH:
                     with anyio.CancelScope(shield=True):
                         await handle.write(bytes(buffer))
                     buffer.clear()
-            with anyio.CancelScope(shield=True):
-                await handle.write(bytes(buffer))
+            if handle is not None:
+                with anyio.CancelScope(shield=True):
+                    await handle.write(bytes(buffer))
         finally:
-            with anyio.CancelScope(shield=True):
-                await handle.close()
+            if handle is not None:
+                with anyio.CancelScope(shield=True):
+                    await handle.close()
         if size == 0:
             raise _Dropped("not_image", "an empty body")
-        return hasher.hexdigest(), size
+        return hasher.hexdigest(), size, tmp if handle is not None else bytes(buffer)

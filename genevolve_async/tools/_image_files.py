@@ -8,9 +8,12 @@ cleanup ran. Cancellation lands in the network awaits instead.
 
 from __future__ import annotations
 
+import io
+import itertools
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from uuid import uuid4
+from typing import BinaryIO
 
 import aiofiles
 import aiofiles.os
@@ -20,12 +23,24 @@ from PIL import Image
 __all__ = [
     "FORMAT_EXTENSIONS",
     "ImageRejectedError",
+    "StoreJob",
     "inspect_image",
     "read_text",
     "remove_quietly",
     "replace",
+    "store_image",
+    "store_images",
+    "temp_name",
     "write_atomic",
 ]
+
+_counter = itertools.count()
+
+
+def temp_name(suffix: str) -> str:
+    """A unique temp-file name (cheaper than a random UUID per file)."""
+    return f".{os.getpid()}-{next(_counter)}{suffix}"
+
 
 FORMAT_EXTENSIONS: dict[str, str] = {
     "JPEG": ".jpg",
@@ -54,7 +69,7 @@ class ImageRejectedError(Exception):
         self.reason = reason
 
 
-def inspect_image(path: str, max_pixels: int) -> str:
+def inspect_image(path: str | BinaryIO, max_pixels: int) -> str:
     """Verify the file is a whole image of an allowed format; return the format.
 
     Blocking: run it in a worker thread. Pillow's own decompression-bomb
@@ -106,7 +121,7 @@ async def replace(source: str | os.PathLike[str], target: str | os.PathLike[str]
 
 async def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to a temp file next to ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{uuid4().hex}.tmp")
+    tmp = path.with_name(f".{path.name}{temp_name('.tmp')}")
     with anyio.CancelScope(shield=True):
         try:
             async with aiofiles.open(tmp, "wb") as handle:
@@ -126,3 +141,82 @@ async def read_text(path: Path) -> str | None:
         except (OSError, UnicodeDecodeError):
             return None
     return None  # only reached if the shielded scope swallowed an exception (it does not)
+
+
+def _write_file_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}{temp_name('.tmp')}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def store_image(
+    body: bytes | Path,
+    *,
+    digest: str,
+    folder: Path,
+    index_file: Path,
+    max_pixels: int,
+) -> Path:
+    """Verify a downloaded image and move it into the cache, in one worker-thread hop.
+
+    Blocking: run it in a worker thread. ``body`` is the bytes of a small
+    download or the temp file a large one was streamed to (removed here
+    whatever happens). The file lands atomically as ``<digest[:32]><ext>``,
+    then the URL's index entry points at it.
+
+    Raises:
+        ImageRejectedError: not an acceptable image.
+        OSError: the disk refused.
+    """
+    try:
+        if isinstance(body, Path):
+            image_format = inspect_image(str(body), max_pixels)
+        else:
+            image_format = inspect_image(io.BytesIO(body), max_pixels)
+        final = folder / f"{digest[:32]}{FORMAT_EXTENSIONS[image_format]}"
+        if isinstance(body, Path):
+            os.replace(body, final)
+        elif not final.exists():  # content-addressed: the same bytes are already there
+            _write_file_atomic(final, body)
+        _write_file_atomic(index_file, final.name.encode())
+        return final
+    finally:
+        if isinstance(body, Path):
+            body.unlink(missing_ok=True)
+
+
+@dataclass(kw_only=True, slots=True, frozen=True)
+class StoreJob:
+    """One downloaded image waiting to be verified and stored."""
+
+    key: str
+    body: bytes | Path
+    digest: str
+    index_file: Path
+
+
+def store_images(
+    jobs: list[StoreJob], *, folder: Path, max_pixels: int
+) -> dict[str, Path | Exception]:
+    """:func:`store_image` for several downloads, in one worker-thread hop.
+
+    Returns each job's stored path, or the error that rejected it.
+    """
+    out: dict[str, Path | Exception] = {}
+    for job in jobs:
+        try:
+            out[job.key] = store_image(
+                job.body,
+                digest=job.digest,
+                folder=folder,
+                index_file=job.index_file,
+                max_pixels=max_pixels,
+            )
+        except (ImageRejectedError, OSError) as exc:
+            out[job.key] = exc
+    return out

@@ -304,7 +304,7 @@ class ImageSearch:
         except ServiceError as exc:
             return f"--- image search error for [{query}]: {_one_line(str(exc))} ---"
         cache = await ImageCache.for_runtime(context.runtime, self.cache_settings)
-        paths = await _download_all(cache, [r.image_url for r in results])
+        paths = await cache.fetch_many([r.image_url for r in results])
         entries: list[tuple[str, ImageResult, Path]] = []
         # Ids in result order, after the turn's earlier calls registered theirs.
         async with context.registration() as registry:
@@ -319,15 +319,3 @@ class ImageSearch:
                 )
                 entries.append((record.img_id, result, path))
         return format_image_block(query, entries)
-
-
-async def _download_all(cache: ImageCache, urls: list[str]) -> list[Path | None]:
-    paths: list[Path | None] = [None] * len(urls)
-
-    async def one(index: int) -> None:
-        paths[index] = await cache.fetch(urls[index])
-
-    async with anyio.create_task_group() as tg:
-        for index in range(len(urls)):
-            tg.start_soon(one, index)
-    return paths
