@@ -10,8 +10,10 @@ import pytest
 PUBLIC = [
     "genevolve_async",
     "genevolve_async.agent",
+    "genevolve_async.bench",
     "genevolve_async.judge",
     "genevolve_async.policy",
+    "genevolve_async.pipeline",
     "genevolve_async.protocol",
     "genevolve_async.renderers",
     "genevolve_async.sim",

@@ -1,6 +1,6 @@
-"""The judge's pure parts: rubric, image encoding, messages, reply parsing and scoring.
+"""The judge: its async client, and the pure parts (rubric, images, messages, parsing, scoring).
 
-Nothing here touches the network. The async judge client builds on these:
+`JudgeClient` is the only part that touches the network. It builds on these:
 `encode_judge_image` (in a worker thread) for both images,
 `build_judge_messages` for the request, `parse_judge_reply` and
 `normalize_scores` for each answer, and `aggregate` with the `summary_*`
@@ -9,6 +9,7 @@ helpers for the output files.
 
 from __future__ import annotations
 
+from ._client import DEFAULT_JUDGE_MODEL, JUDGE_SERVICE, JudgeClient, JudgeVerdict
 from ._images import MAX_JUDGE_IMAGE_SIDE, JudgeImageError, encode_judge_image
 from ._messages import IMAGE_ORDER_NOTE, build_judge_messages
 from ._parse import SCORE_FIELDS, JudgeParseError, JudgeScores, parse_judge_reply
@@ -33,17 +34,21 @@ from ._summary import (
 )
 
 __all__ = [
+    "DEFAULT_JUDGE_MODEL",
     "DEFAULT_RUBRIC",
     "DEFAULT_SPLIT_FIELDS",
     "IMAGE_ORDER_NOTE",
+    "JUDGE_SERVICE",
     "MAX_JUDGE_IMAGE_SIDE",
     "OVERALL_SPLIT",
     "SCORE_FIELDS",
     "SCORE_WEIGHTS",
     "SUMMARY_CSV_COLUMNS",
+    "JudgeClient",
     "JudgeImageError",
     "JudgeParseError",
     "JudgeScores",
+    "JudgeVerdict",
     "SampleScores",
     "SplitSummary",
     "aggregate",

@@ -12,6 +12,10 @@ from ._gemini import SimGemini as SimGemini
 from ._images import SimImageHost as SimImageHost
 from ._images import make_bomb_png as make_bomb_png
 from ._images import make_png as make_png
+from ._judge import JudgeFault as JudgeFault
+from ._judge import JudgeFaults as JudgeFaults
+from ._judge import JudgeRequest as JudgeRequest
+from ._judge import SimJudge as SimJudge
 from ._policy import PolicyScript as PolicyScript
 from ._policy import SimPolicy as SimPolicy
 from ._qwen import QwenFault as QwenFault
@@ -27,6 +31,9 @@ from ._stack import SimStack as SimStack
 __all__ = [
     "Faults",
     "GeminiRequest",
+    "JudgeFault",
+    "JudgeFaults",
+    "JudgeRequest",
     "Latency",
     "PolicyScript",
     "QwenFault",
@@ -35,6 +42,7 @@ __all__ = [
     "SimConfig",
     "SimGemini",
     "SimImageHost",
+    "SimJudge",
     "SimPolicy",
     "SimQwenService",
     "SimSerper",

@@ -1,0 +1,299 @@
+"""What each command does: build the runtime, agent, renderer and judge from flags, then run.
+
+Everything a run needs is checked before the first item starts: a missing
+judge endpoint, a missing Serper key or service URL stops the command with
+a message saying what to set, instead of failing every item.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from .._errors import ConfigurationError, GenEvolveError
+from .._limits import ProviderLimits
+from .._runtime import Runtime
+from ..agent import AgentConfig, GenEvolveAgent
+from ..judge import JudgeClient, load_rubric
+from ..renderers import make_renderer
+from ..tools import ImageSearch, QueryKnowledge, Tool, WebSearch
+from ._ids import Shard
+from ._inputs import InputSource
+from ._merge import merge_checkpoints
+from ._runner import BatchOptions, run_batch
+from ._stages import JudgeStage, RenderStage, RolloutStage, Stage, StageKind
+from ._summary import StageSummary, finalize_stage
+
+__all__ = ["finalize_folder", "judge_endpoint", "render_options", "run_command"]
+
+# Checkpoint file of each stage, in chain order, and the results file it feeds.
+_CHECKPOINTS: tuple[tuple[str, StageKind, str], ...] = (
+    ("rollouts.jsonl", "run", "results.json"),
+    ("render.jsonl", "render", "results.json"),
+    ("eval.jsonl", "evaluate", "results_eval.json"),
+)
+_SEARCH_TOOLS = frozenset({"search", "image_search"})
+
+
+async def run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command; print what went wrong as one line and return a status."""
+    try:
+        if args.command == "merge":
+            return await _merge(args)
+        if args.command == "finalize":
+            return await _finalize(args)
+        return await _batch(args)
+    except (GenEvolveError, ValueError) as exc:
+        print(f"genevolve-async: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def judge_endpoint(
+    base_url: str | None, api_key: str | None, env: Mapping[str, str] = os.environ
+) -> tuple[str, str]:
+    """The judge's endpoint and key: flags, else ``GENEVOLVE_JUDGE_*``, else the original's variables.
+
+    ``OPENAI_BASE_URL`` is never used: it names the policy's server.
+
+    Raises:
+        ConfigurationError: No endpoint anywhere.
+    """
+    url = base_url or env.get("GENEVOLVE_JUDGE_BASE_URL") or env.get("OPENAI_API_BASE")
+    if not url:
+        raise ConfigurationError(
+            "evaluating needs a judge endpoint (an OpenAI-compatible chat-completions URL): "
+            "pass --judge-base-url, or set GENEVOLVE_JUDGE_BASE_URL (or OPENAI_API_BASE, as the "
+            "original did). OPENAI_BASE_URL is the policy's server and is not used for the judge"
+        )
+    key = api_key or env.get("GENEVOLVE_JUDGE_API_KEY") or env.get("OPENAI_API_KEY") or "EMPTY"
+    return url, key
+
+
+def render_options(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` flags as renderer keywords (values parsed as JSON when they parse).
+
+    Raises:
+        ConfigurationError: An item without ``=``.
+    """
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ConfigurationError(f"--render-option wants KEY=VALUE, got {item!r}")
+        try:
+            options[key.strip()] = json.loads(text)
+        except ValueError:
+            options[key.strip()] = text
+    return options
+
+
+def _source(args: argparse.Namespace) -> InputSource:
+    prompts = tuple(getattr(args, "prompt", None) or ())
+    if args.input is None and not prompts:
+        raise ConfigurationError("give --input (a JSONL/JSON file or dataset folder) or --prompt")
+    return InputSource(
+        path=args.input if not prompts else None,
+        prompts=prompts if args.input is None else (),
+        max_samples=args.max_samples,
+        shard=Shard.parse(args.shard) if args.shard else None,
+        gt_root=args.gt_root,
+    )
+
+
+def _tools(args: argparse.Namespace) -> list[Tool]:
+    names = [n.strip() for n in args.tools.split(",") if n.strip()]
+    unknown = set(names) - {"search", "image_search", "query_knowledge"}
+    if unknown:
+        raise ConfigurationError(f"--tools: unknown tool(s) {sorted(unknown)}")
+    if _SEARCH_TOOLS & set(names) and not os.environ.get("SERPER_API_KEY", "").strip():
+        raise ConfigurationError(
+            "the search tools need SERPER_API_KEY (and SERPER_BASE_URL for a compatible "
+            "gateway); set it, or pass --tools query_knowledge to run without search"
+        )
+    tools: list[Tool] = []
+    for name in names:
+        if name == "search":
+            tools.append(WebSearch())
+        elif name == "image_search":
+            tools.append(ImageSearch())
+        else:
+            tools.append(QueryKnowledge(args.skills_dir))
+    return tools
+
+
+def _agent(args: argparse.Namespace, runtime: Runtime) -> GenEvolveAgent:
+    options: dict[str, Any] = {
+        "model": args.model,
+        "max_rounds": args.max_rounds,
+        "max_tokens_per_round": args.max_tokens_per_round,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "n_max_reference_images": args.n_max_reference_images,
+        "tool_mode": args.tool_mode,
+        "policy_route": args.policy_route,
+        "seed": args.seed,
+        "system_prompt_file": args.system_prompt_file,
+        "skills_dir": args.skills_dir,
+    }
+    if args.base_url:
+        options["base_url"] = list(args.base_url)
+    if args.api_key:
+        options["api_key"] = args.api_key
+    return GenEvolveAgent(AgentConfig(**options), runtime=runtime, tools=_tools(args))
+
+
+async def _judge(args: argparse.Namespace, runtime: Runtime) -> JudgeClient:
+    url, key = judge_endpoint(args.judge_base_url, args.judge_api_key)
+    rubric = await anyio.to_thread.run_sync(load_rubric, args.rubric_file)
+    return JudgeClient(
+        runtime,
+        base_url=url,
+        api_key=key,
+        model=args.judge_model,
+        rpm=args.rpm,
+        max_in_flight=args.judge_in_flight,
+        timeout=args.judge_timeout,
+        max_tries=args.max_tries,
+        rubric=rubric,
+    )
+
+
+def _kinds(command: str) -> tuple[StageKind, ...]:
+    if command == "pipeline":
+        return ("run", "render", "evaluate")
+    if command in ("run", "render", "evaluate"):
+        return (command,)  # type: ignore[return-value]
+    raise ConfigurationError(f"unknown command {command!r}")
+
+
+async def _batch(args: argparse.Namespace) -> int:
+    kinds = _kinds(args.command)
+    source = _source(args)
+    data_file = (await anyio.to_thread.run_sync(source.resolve))[0] if source.path else None
+    out_dir: Path = args.output_dir or (data_file.parent if data_file else Path.cwd())
+    if "evaluate" in kinds:
+        judge_endpoint(args.judge_base_url, args.judge_api_key)  # refuse before any work
+    limits = (
+        {"serper": ProviderLimits(rate=args.search_rps)}
+        if getattr(args, "search_rps", None)
+        else {}
+    )
+    async with Runtime(limits=limits) as runtime, AsyncExitStack() as stack:
+        stages: list[Stage] = []
+        if "run" in kinds:
+            agent = _agent(args, runtime)
+            stages.append(RolloutStage(agent, parallel=args.parallel, timeout=args.rollout_timeout))
+        if "render" in kinds:
+            keywords = render_options(args.render_option)
+            renderer = make_renderer(
+                args.backend, runtime=runtime, service_urls=args.service_url, **keywords
+            )
+            await stack.enter_async_context(renderer)
+            parallel = args.render_parallel if args.command == "pipeline" else args.parallel
+            stages.append(
+                RenderStage(
+                    renderer,
+                    out_dir=out_dir,
+                    parallel=parallel,
+                    seed=args.render_seed,
+                    options=keywords,
+                )
+            )
+        if "evaluate" in kinds:
+            judge = await _judge(args, runtime)
+            parallel = args.judge_parallel if args.command == "pipeline" else args.parallel
+            # Standalone, images are named relative to the results file; in a chain, to our folder.
+            image_root = out_dir if len(kinds) > 1 or data_file is None else data_file.parent
+            stages.append(JudgeStage(judge, image_root=image_root, parallel=parallel))
+        options = BatchOptions(
+            resume=args.resume,
+            force=args.force,
+            retry_failed=args.retry_failed,
+            fsync=args.fsync,
+            quiet=args.quiet,
+            handle_signals=True,
+        )
+        report = await run_batch(source, out_dir, stages, options=options)
+    if not args.quiet:
+        print(report.text())
+    return 130 if report.interrupted else 0
+
+
+def finalize_folder(out_dir: Path) -> list[StageSummary]:
+    """Rewrite an output folder's results files from its checkpoints (blocking)."""
+    present = [
+        (name, kind, results) for name, kind, results in _CHECKPOINTS if (out_dir / name).is_file()
+    ]
+    if not present:
+        raise ConfigurationError(
+            f"no checkpoint (rollouts.jsonl, render.jsonl, eval.jsonl) in {out_dir}"
+        )
+    summaries = []
+    for i, (name, kind, results) in enumerate(present):
+        later = [r for _, _, r in present[i + 1 :]]
+        summaries.append(
+            finalize_stage(kind, out_dir, out_dir / name, None if results in later else results)
+        )
+    return summaries
+
+
+async def _finalize(args: argparse.Namespace) -> int:
+    summaries = await anyio.to_thread.run_sync(finalize_folder, args.output_dir)
+    if not args.quiet:
+        print("\n".join(line for summary in summaries for line in summary.lines()))
+    return 0
+
+
+def _merge_folder(sources: list[Path], out_dir: Path, force: bool) -> list[str]:
+    folders = [s if s.is_dir() else s.parent for s in sources]
+    notes: list[str] = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, _, _ in _CHECKPOINTS:
+        paths = [s if s.is_file() and s.name == name else s / name for s in sources]
+        paths = [p for p in paths if p.is_file()]
+        if paths:
+            report = merge_checkpoints(paths, out_dir / name, force=force)
+            notes.append(
+                f"{name}: {report.items} items from {report.sources} checkpoints"
+                + (
+                    f" ({report.duplicates} ids in several; the success, else the last, kept)"
+                    if report.duplicates
+                    else ""
+                )
+            )
+    if not notes:
+        raise ConfigurationError("merge found no checkpoint in the sources given")
+    # Rendered images travel with their records (hard links where the disk allows).
+    images = out_dir / "images"
+    for folder in folders:
+        for image in (
+            sorted((folder / "images").glob("*.png")) if (folder / "images").is_dir() else ()
+        ):
+            images.mkdir(exist_ok=True)
+            target = images / image.name
+            if not target.exists():
+                try:
+                    os.link(image, target)
+                except OSError:
+                    shutil.copy2(image, target)
+    return notes
+
+
+async def _merge(args: argparse.Namespace) -> int:
+    notes = await anyio.to_thread.run_sync(
+        _merge_folder, list(args.sources), args.output_dir, args.force
+    )
+    summaries = await anyio.to_thread.run_sync(finalize_folder, args.output_dir)
+    if not args.quiet:
+        print("\n".join([*notes, *(line for s in summaries for line in s.lines())]))
+    return 0

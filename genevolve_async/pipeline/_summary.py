@@ -1,0 +1,174 @@
+"""Final results and summaries: results files from checkpoints, and tables people can read.
+
+:func:`finalize_stage` reads a stage's checkpoint once, in input order, and
+writes its results file (``results.json``, or for the judge
+``results_eval.json`` with ``summary.json`` and ``summary.csv``) while
+gathering the figures of the final summary table. It blocks; callers run it
+in a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..bench import percentile
+from ..judge import aggregate, format_summary_table, summary_csv_text, summary_dict, summary_rows
+from ._checkpoint import read_records, scan_checkpoint
+from ._results import write_json_rows, write_text
+from ._stages import StageKind
+
+__all__ = ["StageSummary", "finalize_stage"]
+
+
+@dataclass(kw_only=True, slots=True)
+class StageSummary:
+    """Figures of one stage over every item its checkpoint holds."""
+
+    kind: StageKind
+    items: int = 0
+    ok: int = 0
+    terminations: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    """Failures by kind."""
+    tool_calls: list[int] = field(default_factory=list)
+    """Tool calls of each rollout."""
+    tools: Counter[str] = field(default_factory=Counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: list[float] = field(default_factory=list)
+    """Rollout durations, from the records."""
+    eval_table: str = ""
+    """SPEC's summary table (judge stage)."""
+    files: list[Path] = field(default_factory=list)
+    """Files written."""
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Count one record."""
+        self.items += 1
+        if self.kind == "run":
+            self._add_rollout(record)
+        elif self.kind == "render":
+            if record.get("success") is True:
+                self.ok += 1
+            else:
+                self.errors[_status_kind(record.get("image_status"))] += 1
+        elif record.get("eval_success") is True:
+            self.ok += 1
+        else:
+            self.errors[str(record.get("error_kind") or "error")] += 1
+
+    def _add_rollout(self, record: dict[str, Any]) -> None:
+        termination = str(record.get("termination"))
+        self.terminations[termination] += 1
+        if termination == "answer":
+            self.ok += 1
+        error = record.get("error")
+        if isinstance(error, dict):
+            self.errors[str(error.get("kind"))] += 1
+        calls = record.get("tool_calls")
+        if isinstance(calls, dict):
+            self.tool_calls.append(sum(v for v in calls.values() if isinstance(v, int)))
+            self.tools.update({k: v for k, v in calls.items() if isinstance(v, int)})
+        usage = record.get("usage")
+        if isinstance(usage, dict):
+            self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+            self.completion_tokens += int(usage.get("completion_tokens") or 0)
+        timings = record.get("timings")
+        if isinstance(timings, dict) and isinstance(timings.get("total"), int | float):
+            self.seconds.append(float(timings["total"]))
+
+    def lines(self, session: Sequence[float] = ()) -> list[str]:
+        """The summary as text lines; ``session`` holds this session's item durations."""
+        out = [f"[{self.kind}] {self.items} items, {self.ok} ok, {self.items - self.ok} not ok"]
+        if self.terminations:
+            out.append("  terminations: " + _counts(self.terminations))
+        if self.errors:
+            out.append("  errors by kind: " + _counts(self.errors))
+        if self.tool_calls:
+            mean = sum(self.tool_calls) / len(self.tool_calls)
+            out.append(
+                f"  tool calls per rollout: mean {mean:.2f}, max {max(self.tool_calls)} ({_counts(self.tools)})"
+            )
+        if self.prompt_tokens or self.completion_tokens:
+            per = (self.prompt_tokens + self.completion_tokens) / max(1, self.items)
+            out.append(
+                f"  tokens: prompt {self.prompt_tokens}, completion {self.completion_tokens}, "
+                f"{per:.0f} per rollout"
+            )
+        if self.seconds:
+            out.append("  rollout seconds: " + _percentiles(self.seconds))
+        if session:
+            out.append(
+                f"  this session: {len(session)} items, seconds per item " + _percentiles(session)
+            )
+        if self.eval_table:
+            out.append(self.eval_table)
+        if self.files:
+            out.append("  wrote " + ", ".join(str(p) for p in self.files))
+        return out
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in counter.most_common())
+
+
+def _percentiles(values: Sequence[float]) -> str:
+    return (
+        " ".join(f"p{q} {percentile(values, q):.2f}" for q in (50, 90, 99))
+        + f" max {max(values):.2f}"
+    )
+
+
+def _status_kind(status: Any) -> str:
+    # image_status reads "error: <kind>: <message>".
+    if isinstance(status, str) and status.startswith("error: "):
+        return status[len("error: ") :].split(":", 1)[0].strip() or "error"
+    return "error"
+
+
+def finalize_stage(
+    kind: StageKind, out_dir: Path, checkpoint: Path, results_name: str | None
+) -> StageSummary:
+    """Write a stage's results files from its checkpoint and summarise it (blocking).
+
+    Args:
+        kind: The stage.
+        out_dir: Where the files go.
+        checkpoint: The stage's checkpoint.
+        results_name: The results file to write (``None``: summarise only).
+
+    Returns:
+        The stage's figures, with the files written.
+    """
+    summary = StageSummary(kind=kind)
+    entries = scan_checkpoint(checkpoint).ordered()
+
+    def counted() -> Iterator[dict[str, Any]]:
+        for record in read_records(checkpoint, entries) if entries else ():
+            summary.add(record)
+            yield record
+
+    if kind == "evaluate":
+        rows = list(counted())
+        splits = aggregate(rows)
+        summary.eval_table = format_summary_table(splits)
+        if results_name is not None:
+            write_json_rows(out_dir / results_name, [*rows, *summary_rows(splits)])
+            write_text(out_dir / "summary.json", json.dumps(summary_dict(splits), indent=2) + "\n")
+            write_text(out_dir / "summary.csv", summary_csv_text(splits))
+            summary.files += [
+                out_dir / name for name in (results_name, "summary.json", "summary.csv")
+            ]
+        return summary
+    if results_name is not None:
+        write_json_rows(out_dir / results_name, counted())
+        summary.files.append(out_dir / results_name)
+    else:
+        for _ in counted():
+            pass
+    return summary

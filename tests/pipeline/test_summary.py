@@ -1,0 +1,94 @@
+"""Final summaries and results files written from checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from genevolve_async.judge import SUMMARY_CSV_COLUMNS
+from genevolve_async.pipeline import finalize_stage
+from genevolve_async.pipeline._checkpoint import CheckpointWriter, scan_checkpoint
+from genevolve_async.pipeline._summary import StageSummary
+
+
+def _rollout(i: int, termination: str = "answer", kind: str | None = None) -> dict[str, Any]:
+    return {
+        "id": str(i),
+        "termination": termination,
+        "error": {"kind": kind, "message": "x"} if kind else None,
+        "tool_calls": {"search": 1, "image_search": 2},
+        "usage": {"prompt_tokens": 100, "completion_tokens": 10},
+        "timings": {"total": float(i + 1)},
+    }
+
+
+def test_rollout_figures() -> None:
+    summary = StageSummary(kind="run")
+    for i in range(4):
+        summary.add(_rollout(i))
+    summary.add(_rollout(9, "error", "service_unavailable"))
+    summary.add(_rollout(8, "max_rounds_reached"))
+    text = "\n".join(summary.lines(session=[0.5, 1.5]))
+    assert summary.terminations == {"answer": 4, "error": 1, "max_rounds_reached": 1}
+    assert "errors by kind: service_unavailable 1" in text
+    assert "tool calls per rollout: mean 3.00, max 3 (image_search 12, search 6)" in text
+    assert "tokens: prompt 600, completion 60, 110 per rollout" in text
+    assert "rollout seconds: p50 3.50" in text and "this session: 2 items" in text
+
+
+def test_render_and_judge_failures_are_counted_by_kind() -> None:
+    render = StageSummary(kind="render")
+    render.add({"success": True})
+    render.add({"success": False, "image_status": "error: service_unavailable: qwen answered 503"})
+    assert (render.ok, render.errors) == (1, {"service_unavailable": 1})
+    judge = StageSummary(kind="evaluate")
+    judge.add({"eval_success": False, "error_kind": "missing_image"})
+    assert judge.errors == {"missing_image": 1}
+
+
+async def _checkpoint(path: Path, stage: str, records: list[dict[str, Any]]) -> None:
+    writer = CheckpointWriter(path, stage=stage, settings={})
+    await writer.open(scan_checkpoint(path, repair=True))
+    for index, record in reversed(list(enumerate(records))):
+        await writer.append(row_id=record["id"], index=index, ok=True, record=record)
+    await writer.aclose()
+
+
+def test_the_judge_stage_writes_eval_files_in_input_order(tmp_path: Path) -> None:
+    scores = {
+        "faithfulness": 1.0,
+        "visual_correctness": 0.5,
+        "text_accuracy": 0.5,
+        "aesthetics": 1.0,
+        "text_accuracy_na": True,
+        "overall": 0.6,
+    }
+    rows = [
+        {
+            "id": str(i),
+            "eval_type": "Quality-Anchored",
+            "eval_success": i != 2,
+            "scores": scores if i != 2 else None,
+        }
+        for i in range(4)
+    ]
+    anyio.run(_checkpoint, tmp_path / "eval.jsonl", "evaluate", rows)
+    summary = finalize_stage("evaluate", tmp_path, tmp_path / "eval.jsonl", "results_eval.json")
+    written = json.loads((tmp_path / "results_eval.json").read_text())
+    assert [r.get("id") for r in written[:4]] == ["0", "1", "2", "3"]
+    assert [r["summary_type"] for r in written[4:]] == ["overall_avg", "eval_type:Quality-Anchored"]
+    assert written[4]["overall_missing_zero"] == round(0.6 * 3 / 4, 4)
+    assert json.loads((tmp_path / "summary.json").read_text())["overall_avg"]["denominator"] == 4
+    assert (tmp_path / "summary.csv").read_text().splitlines()[0] == ",".join(SUMMARY_CSV_COLUMNS)
+    assert "overall_avg" in summary.eval_table and summary.ok == 3
+
+
+def test_summarising_only_writes_nothing(tmp_path: Path) -> None:
+    anyio.run(_checkpoint, tmp_path / "rollouts.jsonl", "run", [_rollout(0)])
+    summary = finalize_stage("run", tmp_path, tmp_path / "rollouts.jsonl", None)
+    assert summary.items == 1 and not (tmp_path / "results.json").exists()
+    finalize_stage("run", tmp_path, tmp_path / "rollouts.jsonl", "results.json")
+    assert [r["id"] for r in json.loads((tmp_path / "results.json").read_text())] == ["0"]
