@@ -1,9 +1,17 @@
-"""Command line of the bench (first version: the agent stage on simulated backends)."""
+"""Command line of the bench: ``python -m genevolve_async.bench``.
+
+With no arguments it starts the simulated backends in a child process, runs
+the default scenario (4-round rollouts: search with 2 queries, image_search
+with 5 downloads, query_knowledge, answer; model 0.5 s, search 0.3 s,
+download 0.1 s) at 256 in flight, prints a table and writes a JSON report.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -12,42 +20,78 @@ import anyio
 
 from ..sim import SimConfig
 from ._backends import sim_process
-from ._report import Scenario
+from ._chart import SweepPoint, draw_sweep_chart
+from ._compare import REFERENCE_RUNNERS, run_reference
+from ._report import Scenario, theoretical_throughput
 from ._run import run_rollouts
 
 __all__ = ["main"]
 
+_TABLE_KEYS = [
+    "completed", "failed", "duration_s", "rollouts_per_s", "theoretical_rollouts_per_s",
+    "efficiency", "steady_rollouts_per_s", "steady_efficiency", "critical_path_s",
+    "latency_mean_s", "latency_efficiency", "latency_p50_s", "latency_p90_s", "latency_p99_s",
+    "first_rollout_latency_s", "model_calls_per_s", "tool_calls_per_s", "cpu_ms_per_rollout",
+    "peak_rss_mb", "rss_kb_per_in_flight", "peak_in_flight", "loop_lag_max_ms",
+]  # fmt: skip
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m genevolve_async.bench", description=__doc__)
-    p.add_argument("--num-rollouts", type=int, default=640)
-    p.add_argument("--max-concurrency", type=int, default=64)
+    p = argparse.ArgumentParser(
+        prog="python -m genevolve_async.bench",
+        description="Throughput of genevolve-async against simulated (or real) backends.",
+    )
+    p.add_argument("--num-rollouts", type=int, default=None, help="default: 10 x max-concurrency")
+    p.add_argument("--max-concurrency", type=int, default=256, help="rollouts in flight")
+    p.add_argument("--request-rate", type=float, default=math.inf, help="Poisson arrivals/s (inf: all at once)")
+    p.add_argument("--sweep", default=None, help="concurrency levels, e.g. 16,64,256,1024 (draws a chart)")
     p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--parallel-tool-calls", type=int, default=1)
     p.add_argument("--model-latency", type=float, default=0.5)
     p.add_argument("--search-latency", type=float, default=0.3)
     p.add_argument("--download-latency", type=float, default=0.1)
-    p.add_argument("--spread", type=float, default=0.1)
+    p.add_argument("--spread", type=float, default=0.1, help="relative +- spread of every latency")
+    p.add_argument("--policy-429", type=float, default=0.0, help="share of policy calls answered 429")
+    p.add_argument("--policy-500", type=float, default=0.0, help="share of policy calls answered 500")
+    p.add_argument("--serper-rate", type=float, default=None, help="Serper limit, requests/s")
+    p.add_argument("--replicas", type=int, default=1, help="simulated vLLM replicas")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compare", default="", help="reference runners to run after ours: bare,threaded")
+    p.add_argument("--compare-seconds", type=float, default=60.0, help="measuring window of a reference runner")
+    p.add_argument("--base-url", action="append", default=None, help="real policy endpoint(s) instead of the sim")
+    p.add_argument("--serper-base-url", default=None, help="real Serper-compatible endpoint")
+    p.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True, help="use uvloop when installed")
     p.add_argument("--result-dir", type=Path, default=Path("bench-results"))
     p.add_argument("--save-result", action=argparse.BooleanOptionalAction, default=True)
     return p
 
 
-def _table(report: dict[str, Any]) -> str:
-    keys = [
-        "completed", "failed", "duration_s", "rollouts_per_s", "theoretical_rollouts_per_s",
-        "efficiency", "steady_efficiency", "critical_path_s", "latency_mean_s", "latency_p50_s",
-        "latency_p90_s", "latency_p99_s", "first_rollout_latency_s", "cpu_ms_per_rollout",
-        "peak_rss_mb", "loop_lag_max_ms",
-    ]  # fmt: skip
-    width = max(len(k) for k in keys)
-    lines = [f"{'=' * 20} genevolve-async bench {'=' * 20}"]
-    lines += [f"{k:<{width}}  {report.get(k)}" for k in keys]
+def _levels(args: argparse.Namespace) -> list[int]:
+    if args.sweep:
+        return [int(v) for v in args.sweep.split(",") if v.strip()]
+    return [args.max_concurrency]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k[:6]}={v}" for k, v in value.items())
+    return str(value)
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    width = max(len(k) for k in _TABLE_KEYS)
+    header = f"{'':<{width}}  " + "  ".join(f"{r['runner'][:16]:>16}" for r in rows)
+    lines = [header, f"{'in flight':<{width}}  " + "  ".join(f"{r['max_concurrency']:>16}" for r in rows)]
+    for key in _TABLE_KEYS:
+        if not any(key in r for r in rows):
+            continue
+        cells = "  ".join(f"{_cell(r.get(key, '')):>16}" for r in rows)
+        lines.append(f"{key:<{width}}  {cells}")
     return "\n".join(lines)
 
 
-async def _main(args: argparse.Namespace) -> dict[str, Any]:
-    tools = ("query_knowledge",)
+async def _run(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    tools = ("search", "image_search", "query_knowledge")
     scenario = Scenario(
         rounds=args.rounds,
         model_latency=args.model_latency,
@@ -55,32 +99,126 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         download_latency=args.download_latency,
         tools=tools,
     )
+    faults = {k: v for k, v in (("rate_429", args.policy_429), ("rate_500", args.policy_500)) if v}
     config = SimConfig(
+        replicas=args.replicas,
         model_latency=args.model_latency,
         search_latency=args.search_latency,
         download_latency=args.download_latency,
         spread=args.spread,
         rounds=args.rounds,
+        parallel_tool_calls=args.parallel_tool_calls,
         tools=tools,
+        policy_faults=faults,
         seed=args.seed,
     )
-    async with sim_process(config) as urls:
-        result = await run_rollouts(
-            policy_urls=urls["policy"],
-            tools=None,
-            num_rollouts=args.num_rollouts,
-            concurrency=args.max_concurrency,
-            scenario=scenario,
-        )
-    return result.to_dict()
+    compare = [c for c in args.compare.split(",") if c]
+    for name in compare:
+        if name not in REFERENCE_RUNNERS:
+            raise SystemExit(f"--compare: unknown runner {name!r}; choose from {', '.join(REFERENCE_RUNNERS)}")
+    async with sim_process(config) as sim_urls:
+        urls = dict(sim_urls)
+        if args.base_url:
+            urls["policy"] = args.base_url
+        if args.serper_base_url:
+            urls["serper"] = args.serper_base_url
+        report["scenario"] = {**config.to_dict(), "critical_path_s": round(scenario.critical_path, 3)}
+        for level in _levels(args):
+            n = args.num_rollouts or 10 * level
+            ours = await run_rollouts(
+                policy_urls=urls["policy"],
+                serper_url=urls["serper"],
+                num_rollouts=n,
+                concurrency=level,
+                scenario=scenario,
+                request_rate=args.request_rate,
+                seed=args.seed,
+                serper_rate=args.serper_rate,
+            )
+            row = ours.to_dict()
+            duration = max(ours.drive.duration, 1e-9)
+            row["model_calls_per_s"] = round(ours.model_calls / duration, 2)
+            row["tool_calls_per_s"] = {k: round(v / duration, 2) for k, v in sorted(ours.tool_calls.items())}
+            report["runs"].append(row)
+            for name in compare:
+                ref = await run_reference(
+                    name,
+                    urls=urls,
+                    num_rollouts=n,
+                    concurrency=level,
+                    critical_path=scenario.critical_path,
+                    rounds=args.rounds,
+                    stop_after=args.compare_seconds,
+                )
+                report["runs"].append(ref)
+
+
+def _ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for ours in (r for r in runs if r["runner"] == "genevolve-async"):
+        level = ours["max_concurrency"]
+        for ref in (r for r in runs if r["runner"] != "genevolve-async" and r["max_concurrency"] == level):
+            entry: dict[str, Any] = {"max_concurrency": level, "versus": ref["runner"]}
+            if ref.get("rollouts_per_s"):
+                entry["throughput_ratio"] = round(ours["rollouts_per_s"] / ref["rollouts_per_s"], 2)
+            if ref.get("cpu_ms_per_rollout"):
+                entry["cpu_ratio"] = round(ours["cpu_ms_per_rollout"] / ref["cpu_ms_per_rollout"], 3)
+            out.append(entry)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    report = anyio.run(_main, args)
-    print(_table(report))
+    backend_options: dict[str, Any] = {}
+    loop = "asyncio"
+    if args.uvloop:
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            backend_options["use_uvloop"] = True
+            loop = "uvloop"
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {"cpus": _cpus(), "python": platform.python_version(), "event_loop": loop},
+        "command": "python -m genevolve_async.bench " + " ".join(argv if argv is not None else _argv()),
+        "runs": [],
+    }
+    anyio.run(_run, args, report, backend_options=backend_options)
+    report["ratios"] = _ratios(report["runs"])
+    print(_table(report["runs"]))
+    for ratio in report["ratios"]:
+        print(f"vs {ratio['versus']} at {ratio['max_concurrency']} in flight: {ratio}")
     if args.save_result:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
         args.result_dir.mkdir(parents=True, exist_ok=True)
-        path = args.result_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        path = args.result_dir / f"bench-{stamp}.json"
         path.write_text(json.dumps(report, indent=2))
-        print(f"report written to {path}")
+        print(f"report: {path}")
+        if len(_levels(args)) > 1:
+            points = [
+                SweepPoint(runner=r["runner"], concurrency=r["max_concurrency"], throughput=r["rollouts_per_s"])
+                for r in report["runs"]
+            ]
+            critical = report["scenario"]["critical_path_s"]
+            points += [
+                SweepPoint(runner="theoretical", concurrency=c, throughput=theoretical_throughput(c, critical))
+                for c in _levels(args)
+            ]
+            chart = draw_sweep_chart(
+                points, args.result_dir / f"sweep-{stamp}.png", title="rollouts/s vs rollouts in flight"
+            )
+            print(f"chart: {chart}")
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+def _argv() -> list[str]:
+    import sys
+
+    return sys.argv[1:]

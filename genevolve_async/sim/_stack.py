@@ -10,6 +10,7 @@ from typing import Any, Self
 from ._common import Faults, Latency
 from ._images import SimImageHost
 from ._policy import PolicyScript, SimPolicy
+from ._serper import SimSerper
 from ._server import SimServer
 
 __all__ = ["SimConfig", "SimStack"]
@@ -52,6 +53,7 @@ class SimStack:
         self.config = config or SimConfig()
         self.policies: list[SimPolicy] = []
         self.images: SimImageHost | None = None
+        self.serper: SimSerper | None = None
         self.urls: dict[str, Any] = {}
         self._stack = AsyncExitStack()
 
@@ -78,7 +80,13 @@ class SimStack:
             policy_urls.append(server.url + "/v1")
         self.images = SimImageHost(latency=Latency(mean=cfg.download_latency, spread=cfg.spread), seed=cfg.seed)
         images = await self._stack.enter_async_context(SimServer(self.images.app))
-        self.urls = {"policy": policy_urls, "images": images.url}
+        self.serper = SimSerper(
+            image_host=images.url,
+            latency=Latency(mean=cfg.search_latency, spread=cfg.spread),
+            seed=cfg.seed,
+        )
+        serper = await self._stack.enter_async_context(SimServer(self.serper.app))
+        self.urls = {"policy": policy_urls, "images": images.url, "serper": serper.url}
         return self
 
     async def __aexit__(
@@ -90,4 +98,6 @@ class SimStack:
         out: dict[str, Any] = {f"policy[{i}]": p.stats.to_dict() for i, p in enumerate(self.policies)}
         if self.images is not None:
             out["images"] = self.images.stats.to_dict()
+        if self.serper is not None:
+            out["serper"] = self.serper.stats.to_dict()
         return out

@@ -7,7 +7,7 @@ import anyio
 import pytest
 
 from genevolve_async import GenEvolveAgent, Runtime
-from genevolve_async.bench._run import LoopLagProbe
+from genevolve_async.bench import LoopLagProbe
 from genevolve_async.sim import SimPolicy
 from genevolve_async.tools import QueryKnowledge
 

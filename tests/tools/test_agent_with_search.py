@@ -10,7 +10,7 @@ import pytest
 
 from genevolve_async import GenEvolveAgent, ProviderLimits, Runtime, RuntimeConfig
 from genevolve_async._limits import max_in_window
-from genevolve_async.bench._run import LoopLagProbe
+from genevolve_async.bench import LoopLagProbe
 from genevolve_async.sim import Latency, PolicyScript, SimImageHost, SimPolicy, SimSerper, SimServer
 from genevolve_async.tools import (
     ImageCache,

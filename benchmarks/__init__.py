@@ -1,0 +1,1 @@
+"""Reference runners the bench compares against (not part of the installed package)."""
