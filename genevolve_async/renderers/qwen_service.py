@@ -226,7 +226,9 @@ class QwenServiceRenderer(RendererBase):
                 image = _image_field(data, endpoint.url)
             except (RateLimitedError, ServiceUnavailableError) as exc:
                 failed.append(endpoint)
-                if not isinstance(exc, RateLimitedError):  # a 429 is busy, not broken
+                # A 429, or a 503 (SPEC: every GPU busy), is busy, not broken:
+                # move on without a step toward quarantine.
+                if not isinstance(exc, RateLimitedError) and exc.status != 503:
                     pool.report(endpoint, ok=False)
                 if any(e is not endpoint for e in pool.healthy()):
                     # Retry-After speaks for this endpoint; the retry goes to another.

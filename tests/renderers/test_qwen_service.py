@@ -351,3 +351,15 @@ async def test_end_to_end_with_our_real_service(tiny_pipeline: Any, ref: str) ->
     assert image.format == "PNG"
     assert image.size == (64, 48)
     assert capacity == 1  # the service's /health reports one device
+
+
+async def test_busy_503s_never_quarantine_the_only_endpoint(fast_runtime: Runtime, ref: str) -> None:
+    """SPEC: a 503 means every GPU is busy. Under shared load it must not take
+    the endpoint out (a quarantined lone endpoint would fail every render)."""
+    sim = SimQwenService()
+    sim.fail_next(5, 503)
+    async with SimServer(sim.app) as server:
+        renderer = QwenServiceRenderer([server.url], runtime=fast_runtime, quarantine_after=2)
+        image = await renderer.render("p", [ref])
+        assert image.size[0] > 0
+        assert renderer.pool.endpoints[0].stats.quarantines == 0
