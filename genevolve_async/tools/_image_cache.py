@@ -32,7 +32,8 @@ from ._address import AddressPolicy, GuardedResolver, RefusedAddressError
 from ._image_files import (
     ImageRejectedError,
     StoreJob,
-    read_text,
+    open_index_log,
+    read_index_log,
     remove_quietly,
     store_images,
     temp_name,
@@ -110,10 +111,11 @@ class ImageCache:
             networks=self.settings.allowed_networks,
         )
         self._partial = self.folder / ".partial"
-        self._index = self.folder / ".index"
+        self._index_log = self.folder / ".index.log"
+        self._index_fd: int | None = None
         self._flights: dict[str, _Flight] = {}
         self._memo: dict[str, Path] = {}
-        self._indexed_keys: set[str] = set()
+        self._index_names: dict[str, str] = {}
         # One or two storage threads, not anyio's default forty: each store is
         # short, and a crowd of threads fighting the event loop for the GIL
         # costs far more CPU (futex storms) than the stores themselves.
@@ -151,11 +153,12 @@ class ImageCache:
 
     async def open(self) -> None:
         """Create the folders and, when private hosts are refused, the guarded client."""
-        for folder in (self.folder, self._partial, self._index):
+        for folder in (self.folder, self._partial):
             await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
-        # Known URLs from earlier runs, listed once: a URL never seen costs no
-        # disk lookup on the hot path.
-        self._indexed_keys = set(await anyio.to_thread.run_sync(os.listdir, self._index))
+        # Known URLs from earlier runs, read once: a URL never seen costs no
+        # disk lookup on the hot path, and a new one costs one appended line.
+        self._index_names = await anyio.to_thread.run_sync(read_index_log, self._index_log)
+        self._index_fd = await anyio.to_thread.run_sync(open_index_log, self._index_log)
         if not self.policy.allow_private:
             config = self.runtime.config
             # Our own connector, because its resolver is what enforces the
@@ -175,7 +178,10 @@ class ImageCache:
             )
 
     async def aclose(self) -> None:
-        """Close the guarded client, if we made one."""
+        """Close the index log and the guarded client, if we made one."""
+        fd, self._index_fd = self._index_fd, None
+        if fd is not None:
+            os.close(fd)
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -283,12 +289,17 @@ class ImageCache:
                         key=url,
                         body=body,
                         digest=digest,
-                        index_file=self._index / self._url_key(url),
+                        index_key=self._url_key(url),
                     )
                     for url, (digest, _size, body) in fetched.items()
                 ]
+                assert self._index_fd is not None, "the cache is not open"
                 store = partial(
-                    store_images, jobs, folder=self.folder, max_pixels=self.settings.max_pixels
+                    store_images,
+                    jobs,
+                    folder=self.folder,
+                    index_fd=self._index_fd,
+                    max_pixels=self.settings.max_pixels,
                 )
                 # Not cancellable: the thread finishes its renames and cleanups.
                 outcomes = await anyio.to_thread.run_sync(store, limiter=self._store_threads)
@@ -313,7 +324,7 @@ class ImageCache:
         if isinstance(outcome, Exception):
             self._drop(url, _Dropped("io_error", str(outcome)))
             return None
-        self._indexed_keys.add(self._url_key(url))
+        self._index_names[self._url_key(url)] = outcome.name
         self.stats.downloads += 1
         self.stats.bytes += size
         self._remember(url, outcome)
@@ -331,13 +342,10 @@ class ImageCache:
         return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
     async def _indexed(self, url: str) -> Path | None:
-        key = self._url_key(url)
-        if key not in self._indexed_keys:
+        name = self._index_names.get(self._url_key(url))
+        if name is None:
             return None
-        name = await read_text(self._index / key)
-        if not name or "/" in name or "\\" in name or name.startswith("."):
-            return None
-        path = self.folder / name.strip()
+        path = self.folder / name
         return path if await aiofiles.os.path.isfile(path) else None
 
     # -- one download ------------------------------------------------------------

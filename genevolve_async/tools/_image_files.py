@@ -25,6 +25,8 @@ __all__ = [
     "ImageRejectedError",
     "StoreJob",
     "inspect_image",
+    "open_index_log",
+    "read_index_log",
     "read_text",
     "remove_quietly",
     "replace",
@@ -159,7 +161,8 @@ def store_image(
     *,
     digest: str,
     folder: Path,
-    index_file: Path,
+    index_key: str,
+    index_fd: int,
     max_pixels: int,
 ) -> Path:
     """Verify a downloaded image and move it into the cache, in one worker-thread hop.
@@ -167,7 +170,9 @@ def store_image(
     Blocking: run it in a worker thread. ``body`` is the bytes of a small
     download or the temp file a large one was streamed to (removed here
     whatever happens). The file lands atomically as ``<digest[:32]><ext>``,
-    then the URL's index entry points at it.
+    then one line appended to the index log (``index_fd``, opened with
+    ``O_APPEND``: one small write per entry, atomic between processes) maps
+    the URL's key to it.
 
     Raises:
         ImageRejectedError: not an acceptable image.
@@ -183,7 +188,7 @@ def store_image(
             os.replace(body, final)
         elif not final.exists():  # content-addressed: the same bytes are already there
             _write_file_atomic(final, body)
-        _write_file_atomic(index_file, final.name.encode())
+        os.write(index_fd, f"{index_key}\t{final.name}\n".encode())
         return final
     finally:
         if isinstance(body, Path):
@@ -197,11 +202,11 @@ class StoreJob:
     key: str
     body: bytes | Path
     digest: str
-    index_file: Path
+    index_key: str
 
 
 def store_images(
-    jobs: list[StoreJob], *, folder: Path, max_pixels: int
+    jobs: list[StoreJob], *, folder: Path, index_fd: int, max_pixels: int
 ) -> dict[str, Path | Exception]:
     """:func:`store_image` for several downloads, in one worker-thread hop.
 
@@ -214,9 +219,29 @@ def store_images(
                 job.body,
                 digest=job.digest,
                 folder=folder,
-                index_file=job.index_file,
+                index_key=job.index_key,
+                index_fd=index_fd,
                 max_pixels=max_pixels,
             )
         except (ImageRejectedError, OSError) as exc:
             out[job.key] = exc
     return out
+
+
+def read_index_log(path: Path) -> dict[str, str]:
+    """The index log's entries (url key -> file name); a torn or odd line is skipped."""
+    entries: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, sep, name = line.rstrip("\n").partition("\t")
+                if sep and key and name and "/" not in name and "\\" not in name and not name.startswith("."):
+                    entries[key] = name
+    except FileNotFoundError:
+        pass
+    return entries
+
+
+def open_index_log(path: Path) -> int:
+    """An append-only descriptor on the index log."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -21,12 +21,12 @@ Host = tuple[SimImageHost, str]
 
 
 def files_under(folder: Path) -> list[Path]:
-    """Every file in the cache folder, index and partial downloads included."""
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+    """Every file in the cache folder, partial downloads included; not the index log."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != ".index.log")
 
 
 def images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file())
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
 async def test_download_is_content_addressed_and_verified(
@@ -41,7 +41,10 @@ async def test_download_is_content_addressed_and_verified(
     assert path.name == hashlib.sha256(data).hexdigest()[:32] + ".png"
     assert (cache.stats.downloads, cache.stats.requests, cache.stats.bytes) == (1, 1, len(data))
     # Only the image and its index entry remain; no partial file.
-    assert files_under(cache.folder) == sorted([path, *(cache.folder / ".index").iterdir()])
+    assert files_under(cache.folder) == [path]
+    assert (cache.folder / ".index.log").read_text().splitlines() == [
+        f"{hashlib.sha256(f'{url}/img/fox.png'.encode()).hexdigest()[:40]}\t{path.name}"
+    ]
 
 
 async def test_same_bytes_at_two_urls_are_one_file(
@@ -309,3 +312,16 @@ async def test_one_cache_per_runtime(runtime: Runtime, cache_settings: ImageCach
     assert await ImageCache.for_runtime(runtime) is cache
     with pytest.raises(ConfigurationError, match="different settings"):
         await ImageCache.for_runtime(runtime, dataclasses.replace(cache_settings, timeout=1.0))
+
+
+def test_index_log_skips_torn_and_unsafe_lines(tmp_path: Path) -> None:
+    from genevolve_async.tools._image_files import read_index_log
+
+    log = tmp_path / ".index.log"
+    log.write_bytes(b"k1\ta.png\nk2\t../escape.png\nk3\t.hidden\nno-tab-here\nk4\tb.jpg\nk5\tc.pn")
+    # The last line has no newline: a torn append; its name is kept only if whole,
+    # and a rename happens before the append, so a torn name points nowhere useful.
+    entries = read_index_log(log)
+    assert entries["k1"] == "a.png" and entries["k4"] == "b.jpg"
+    assert "k2" not in entries and "k3" not in entries
+    assert read_index_log(tmp_path / "missing.log") == {}
