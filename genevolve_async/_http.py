@@ -24,7 +24,14 @@ from ._errors import (
     ServiceUnavailableError,
 )
 
-__all__ = ["parse_retry_after", "post_json", "raise_for_status", "redact_url"]
+__all__ = [
+    "parse_retry_after",
+    "post_json",
+    "raise_for_status",
+    "redact_url",
+    "sdk_status_error",
+    "status_error",
+]
 
 
 def redact_url(url: str) -> str:
@@ -60,33 +67,47 @@ def _snippet(body: bytes) -> str:
     return f": {text}" if text else ""
 
 
-def raise_for_status(status: int, headers: Any, body: bytes, *, service: str, url: str) -> None:
-    """Raise the classified error for a non-2xx answer."""
-    if status < 400:
-        return
-    where = f"{service} {redact_url(url)}"
+def status_error(
+    status: int, headers: Any, *, service: str, where: str, body: bytes = b""
+) -> ServiceError:
+    """The classified error for a non-2xx answer (``where`` names the endpoint)."""
     retry_after = parse_retry_after(headers.get("Retry-After")) if headers is not None else None
     if status in (401, 403):
         # The body of an auth failure can echo what we sent; keep it out.
-        raise AuthenticationError(
+        return AuthenticationError(
             f"{where} refused the credentials (HTTP {status}); check the API key",
             service=service,
             status=status,
         )
     if status == 429:
-        raise RateLimitedError(
+        return RateLimitedError(
             f"{where} answered 429 Too Many Requests", service=service, retry_after=retry_after
         )
     if status >= 500 or status == 408:
-        raise ServiceUnavailableError(
+        return ServiceUnavailableError(
             f"{where} answered HTTP {status}{_snippet(body)}",
             service=service,
             status=status,
             retry_after=retry_after,
         )
-    raise BadResponseError(
-        f"{where} answered HTTP {status}{_snippet(body)}", service=service, status=status
-    )
+    return BadResponseError(f"{where} answered HTTP {status}{_snippet(body)}", service=service, status=status)
+
+
+def sdk_status_error(exc: Any, *, service: str, where: str) -> ServiceError:
+    """The classified error for an SDK's HTTP status exception (openai's ``APIStatusError``).
+
+    Built from the status and headers alone: an SDK's message may quote the
+    response body, and a body can echo what we sent.
+    """
+    status = int(getattr(exc, "status_code", 0) or 0)
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    return status_error(status, headers, service=service, where=where)
+
+
+def raise_for_status(status: int, headers: Any, body: bytes, *, service: str, url: str) -> None:
+    """Raise the classified error for a non-2xx answer."""
+    if status >= 400:
+        raise status_error(status, headers, service=service, where=f"{service} {redact_url(url)}", body=body)
 
 
 async def post_json(

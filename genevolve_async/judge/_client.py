@@ -20,14 +20,12 @@ import anyio
 import anyio.to_thread
 
 from .._errors import (
-    AuthenticationError,
     BadResponseError,
     ConfigurationError,
-    RateLimitedError,
     ServiceError,
     ServiceUnavailableError,
 )
-from .._http import parse_retry_after, redact_url
+from .._http import redact_url, sdk_status_error
 from .._limits import ProviderLimiter, ProviderLimits
 from .._retry import RetryPolicy
 from .._runtime import Runtime
@@ -270,7 +268,7 @@ class JudgeClient:
                 max_tokens=_MAX_TOKENS,
             )
         except openai.APIStatusError as exc:
-            raise _status_error(exc, where) from None
+            raise sdk_status_error(exc, service=JUDGE_SERVICE, where=where) from None
         except openai.APITimeoutError:
             raise ServiceUnavailableError(
                 f"{where} timed out after {self.timeout:g}s", service=JUDGE_SERVICE
@@ -289,30 +287,3 @@ class JudgeClient:
         if not isinstance(content, str) or not content.strip():
             raise _UnusableReply(f"{where} answered an empty message", service=JUDGE_SERVICE)
         return content
-
-
-def _status_error(exc: Any, where: str) -> ServiceError:
-    # Built from the status alone: an error body may echo what we sent.
-    status = int(getattr(exc, "status_code", 0) or 0)
-    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
-    retry_after = parse_retry_after(headers.get("retry-after"))
-    if status in (401, 403):
-        return AuthenticationError(
-            f"{where} refused the credentials (HTTP {status}); check the judge API key",
-            service=JUDGE_SERVICE,
-            status=status,
-        )
-    if status == 429:
-        return RateLimitedError(
-            f"{where} answered 429 Too Many Requests",
-            service=JUDGE_SERVICE,
-            retry_after=retry_after,
-        )
-    if status >= 500 or status == 408:
-        return ServiceUnavailableError(
-            f"{where} answered HTTP {status}",
-            service=JUDGE_SERVICE,
-            status=status,
-            retry_after=retry_after,
-        )
-    return BadResponseError(f"{where} answered HTTP {status}", service=JUDGE_SERVICE, status=status)

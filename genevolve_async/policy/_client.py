@@ -22,14 +22,12 @@ import aiohttp
 from .. import _json
 from .._endpoints import Endpoint, EndpointPool
 from .._errors import (
-    AuthenticationError,
-    BadResponseError,
     ConfigurationError,
     RateLimitedError,
     ServiceError,
     ServiceUnavailableError,
 )
-from .._http import post_json, redact_url
+from .._http import post_json, redact_url, sdk_status_error
 from .._runtime import Runtime
 from .._types import JSONObject, Message
 from ._reply import ChatReply, reply_from_json
@@ -192,7 +190,7 @@ class PolicyClient:
                 model=body["model"], messages=body["messages"], extra_body=extra or None, **kwargs
             )
         except openai.APIStatusError as exc:
-            raise _map_sdk_status(exc, endpoint.url) from exc
+            raise sdk_status_error(exc, service=SERVICE, where=f"{SERVICE} {redact_url(endpoint.url)}") from exc
         except openai.APITimeoutError as exc:
             raise ServiceUnavailableError(
                 f"{SERVICE} {redact_url(endpoint.url)} timed out after {time.monotonic() - started:.0f}s",
@@ -217,28 +215,3 @@ class PolicyClient:
 
 
 _SDK_PARAMS = frozenset({"max_tokens", "temperature", "top_p", "seed", "tools"})
-
-
-def _map_sdk_status(exc: Any, url: str) -> ServiceError:
-    from .._http import parse_retry_after
-
-    status = int(getattr(exc, "status_code", 0) or 0)
-    where = f"{SERVICE} {redact_url(url)}"
-    headers = getattr(getattr(exc, "response", None), "headers", {}) or {}
-    retry_after = parse_retry_after(headers.get("retry-after"))
-    if status in (401, 403):
-        return AuthenticationError(
-            f"{where} refused the credentials (HTTP {status}); check the API key",
-            service=SERVICE,
-            status=status,
-        )
-    if status == 429:
-        return RateLimitedError(f"{where} answered 429", service=SERVICE, retry_after=retry_after)
-    if status >= 500 or status == 408:
-        return ServiceUnavailableError(
-            f"{where} answered HTTP {status}",
-            service=SERVICE,
-            status=status,
-            retry_after=retry_after,
-        )
-    return BadResponseError(f"{where} answered HTTP {status}", service=SERVICE, status=status)
