@@ -1,0 +1,47 @@
+"""The bench end to end on tiny latencies: it runs, writes its report and draws its chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from genevolve_async.bench._chart import SweepPoint, draw_sweep_chart
+from genevolve_async.bench._cli import main
+
+
+def test_sweep_with_comparison_writes_report_and_chart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(
+        [
+            "--sweep", "4,8", "--num-rollouts", "16", "--model-latency", "0.02",
+            "--search-latency", "0.01", "--download-latency", "0.005", "--spread", "0",
+            "--compare", "bare", "--compare-seconds", "30", "--no-uvloop",
+            "--result-dir", str(tmp_path),
+        ]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert "efficiency" in out and "vs bare" in out
+    (report_path,) = tmp_path.glob("bench-*.json")
+    report = json.loads(report_path.read_text())
+    runs = report["runs"]
+    assert [(r["runner"], r["max_concurrency"]) for r in runs] == [
+        ("genevolve-async", 4), ("bare", 4), ("genevolve-async", 8), ("bare", 8),
+    ]  # fmt: skip
+    ours = runs[0]
+    assert ours["completed"] == 16 and ours["failed"] == 0
+    assert ours["critical_path_s"] == pytest.approx(4 * 0.02 + 0.01 + 0.015)
+    assert ours["tool_calls_per_s"].keys() == {"image_search", "query_knowledge", "search"}
+    assert ours["limiters"]["policy"]["grants"] == 16 * 4
+    assert report["ratios"][0]["versus"] == "bare"
+    (chart,) = tmp_path.glob("sweep-*.png")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_chart_refuses_no_points(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        draw_sweep_chart([], tmp_path / "x.png", title="t")
+    path = draw_sweep_chart(
+        [SweepPoint(runner="genevolve-async", concurrency=16, throughput=5.0)], tmp_path / "one.png", title="t"
+    )
+    assert path.is_file()
