@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--policy-500", type=float, default=0.0, help="share of policy calls answered 500")
     p.add_argument("--serper-rate", type=float, default=None, help="Serper limit, requests/s")
     p.add_argument("--replicas", type=int, default=1, help="simulated vLLM replicas")
+    p.add_argument(
+        "--policy-route",
+        choices=("lean", "openai", "both"),
+        default="lean",
+        help="lean: direct POST on aiohttp; openai: through AsyncOpenAI; both: one run each",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compare", default="", help="reference runners to run after ours: bare,threaded")
     p.add_argument("--compare-seconds", type=float, default=60.0, help="measuring window of a reference runner")
@@ -125,21 +131,24 @@ async def _run(args: argparse.Namespace, report: dict[str, Any]) -> None:
         report["scenario"] = {**config.to_dict(), "critical_path_s": round(scenario.critical_path, 3)}
         for level in _levels(args):
             n = args.num_rollouts or 10 * level
-            ours = await run_rollouts(
-                policy_urls=urls["policy"],
-                serper_url=urls["serper"],
-                num_rollouts=n,
-                concurrency=level,
-                scenario=scenario,
-                request_rate=args.request_rate,
-                seed=args.seed,
-                serper_rate=args.serper_rate,
-            )
-            row = ours.to_dict()
-            duration = max(ours.drive.duration, 1e-9)
-            row["model_calls_per_s"] = round(ours.model_calls / duration, 2)
-            row["tool_calls_per_s"] = {k: round(v / duration, 2) for k, v in sorted(ours.tool_calls.items())}
-            report["runs"].append(row)
+            routes = ("lean", "openai") if args.policy_route == "both" else (args.policy_route,)
+            for route in routes:
+                ours = await run_rollouts(
+                    policy_urls=urls["policy"],
+                    serper_url=urls["serper"],
+                    num_rollouts=n,
+                    concurrency=level,
+                    scenario=scenario,
+                    request_rate=args.request_rate,
+                    seed=args.seed,
+                    serper_rate=args.serper_rate,
+                    policy_route=route,
+                )
+                row = ours.to_dict()
+                duration = max(ours.drive.duration, 1e-9)
+                row["model_calls_per_s"] = round(ours.model_calls / duration, 2)
+                row["tool_calls_per_s"] = {k: round(v / duration, 2) for k, v in sorted(ours.tool_calls.items())}
+                report["runs"].append(row)
             for name in compare:
                 ref = await run_reference(
                     name,

@@ -113,6 +113,7 @@ async def run_rollouts(
     seed: int = 0,
     serper_rate: float | None = None,
     max_connections: int | None = None,
+    policy_route: str = "lean",
 ) -> BenchResult:
     """Run ``num_rollouts`` rollouts through a fresh runtime and agent, and measure."""
     limits = {"serper": ProviderLimits(rate=serper_rate)} if serper_rate else {}
@@ -124,7 +125,9 @@ async def run_rollouts(
     with tempfile.TemporaryDirectory(prefix="genevolve-bench-") as tmp:
         async with Runtime(config) as runtime:
             tools = bench_tools(serper_url, Path(tmp)) if serper_url else [QueryKnowledge()]
-            agent = GenEvolveAgent(runtime=runtime, base_url=policy_urls, tools=tools)
+            agent = GenEvolveAgent(
+                runtime=runtime, base_url=policy_urls, tools=tools, policy_route=policy_route
+            )
 
             model_calls = 0
             tool_calls: dict[str, int] = {}
@@ -150,7 +153,7 @@ async def run_rollouts(
                 "rate_limited": dict(runtime.stats.rate_limited),
             }
     return BenchResult(
-        runner="genevolve-async",
+        runner="genevolve-async" if policy_route == "lean" else f"genevolve-async[{policy_route}]",
         num_rollouts=num_rollouts,
         concurrency=concurrency,
         request_rate=request_rate,
