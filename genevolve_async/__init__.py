@@ -19,6 +19,7 @@ from ._errors import RolloutError as RolloutError
 from ._errors import RuntimeClosedError as RuntimeClosedError
 from ._errors import ServiceError as ServiceError
 from ._errors import ServiceUnavailableError as ServiceUnavailableError
+from ._gc import tune_gc_for_throughput as tune_gc_for_throughput
 from ._limits import ProviderLimiter as ProviderLimiter
 from ._limits import ProviderLimits as ProviderLimits
 from ._retry import RetryPolicy as RetryPolicy
@@ -77,4 +78,5 @@ __all__ = [
     "ToolCallStarted",
     "ToolContext",
     "__version__",
+    "tune_gc_for_throughput",
 ]

@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 
+from .._gc import tune_gc_for_throughput
 from ..sim import SimConfig
 from ._backends import sim_process
 from ._chart import SweepPoint, draw_sweep_chart
@@ -67,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", action="append", default=None, help="real policy endpoint(s) instead of the sim")
     p.add_argument("--serper-base-url", default=None, help="real Serper-compatible endpoint")
     p.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True, help="use uvloop when installed")
+    p.add_argument(
+        "--gc-tuning",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="collect the old GC generation rarely (see genevolve_async.tune_gc_for_throughput)",
+    )
     p.add_argument("--result-dir", type=Path, default=Path("bench-results"))
     p.add_argument("--save-result", action=argparse.BooleanOptionalAction, default=True)
     return p
@@ -178,6 +185,8 @@ def _ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.gc_tuning:
+        tune_gc_for_throughput()
     backend_options: dict[str, Any] = {}
     loop = "asyncio"
     if args.uvloop:

@@ -116,15 +116,20 @@ async def drive(
         else:
             result.failed += 1
 
+    poisson = math.isfinite(request_rate) and request_rate > 0
+    next_arrival = start
     async with anyio.create_task_group() as outer:
         outer.start_soon(probe.run)
         async with anyio.create_task_group() as tg:
             for index in range(num_rollouts):
-                if math.isfinite(request_rate) and request_rate > 0:
-                    await anyio.sleep(rng.expovariate(request_rate))
+                if poisson:
+                    # Arrival times are fixed in advance: a late wake-up of the
+                    # loop must not lower the offered rate, only delay starts.
+                    next_arrival += rng.expovariate(request_rate)
+                    await anyio.sleep(max(0.0, next_arrival - time.perf_counter()))
                 if stop_after is not None and time.perf_counter() - start > stop_after:
                     break
-                arrived = time.perf_counter()
+                arrived = next_arrival if poisson else time.perf_counter()
                 await slots.acquire()
                 result.started += 1
                 tg.start_soon(one, index, arrived)
