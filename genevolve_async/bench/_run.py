@@ -88,9 +88,13 @@ class BenchResult:
         }
 
 
-def _limiter_report(runtime: Runtime) -> dict[str, Any]:
+def _limiter_report(runtime: Runtime, duration: float) -> dict[str, Any]:
     return {
         name: {
+            # Share of the configured budget used over the run (None: unlimited).
+            "utilisation": round(lim.stats.grants / (duration * lim.limits.rate), 4)
+            if lim.limits.rate and duration > 0
+            else None,
             "grants": lim.stats.grants,
             "waits": lim.stats.waits,
             "wait_s": round(lim.stats.wait_seconds, 3),
@@ -148,7 +152,7 @@ async def run_rollouts(
                 seed=seed,
             )
             extra = {
-                "limiters": _limiter_report(runtime),
+                "limiters": _limiter_report(runtime, driven.duration),
                 "retries": dict(runtime.stats.retries),
                 "rate_limited": dict(runtime.stats.rate_limited),
             }
