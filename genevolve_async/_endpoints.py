@@ -5,8 +5,10 @@ broken round-robin), optionally sticky (a rollout keeps its vLLM replica so
 the prefix cache hits), and capacity-capped per endpoint. An endpoint that
 fails ``quarantine_after`` times in a row is taken out for ``cooldown``
 seconds, then probed (``GET /health`` or whatever ``probe`` does) before it
-takes traffic again. There is no background task: the caller that finds an
-expired quarantine runs the probe inline.
+takes traffic again. When every endpoint is out, requests go to them anyway
+(they fail fast if the endpoints are dead, and mostly succeed if they are
+only flaky). There is no background task: the caller that finds an expired
+quarantine runs the probe inline.
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
-
-from ._errors import ServiceUnavailableError
 
 __all__ = ["Endpoint", "EndpointPool", "EndpointStats"]
 
@@ -109,9 +109,6 @@ class EndpointPool:
             prefer: the endpoint to stick to when it is healthy and has room.
             avoid: an endpoint to skip when any other is usable (a retry
                 after a failure there).
-
-        Raises:
-            ServiceUnavailableError: every endpoint is quarantined.
         """
         endpoint = await self._acquire(prefer, avoid)
         try:
@@ -136,6 +133,10 @@ class EndpointPool:
     def healthy(self) -> list[Endpoint]:
         return [e for e in self.endpoints if e.quarantined_until is None]
 
+    def _least_failing(self) -> list[Endpoint]:
+        fewest = min(e.consecutive_failures for e in self.endpoints)
+        return [e for e in self.endpoints if e.consecutive_failures == fewest]
+
     def _quarantine(self, endpoint: Endpoint) -> None:
         endpoint.quarantined_until = self._clock() + self.cooldown
         endpoint.stats.quarantines += 1
@@ -154,13 +155,13 @@ class EndpointPool:
     async def _acquire(self, prefer: Endpoint | None, avoid: Endpoint | None) -> Endpoint:
         while True:
             await self._revive_expired()
-            healthy = self.healthy()
-            if not healthy:
-                raise ServiceUnavailableError(
-                    f"{self.name}: all {len(self.endpoints)} endpoints are quarantined",
-                    service=self.name,
-                )
-            chosen = self._choose(healthy, prefer, avoid)
+            # With every endpoint out, refusing gains nothing (there is nowhere else
+            # to go) and turns a flaky service into failed requests: the retries
+            # burn out during the cool-down. Use them anyway ("panic mode"), the
+            # least failing first: a flaky endpoint mostly answers, a dead one
+            # keeps failing and keeps its retries away.
+            candidates = self.healthy() or self._least_failing()
+            chosen = self._choose(candidates, prefer, avoid)
             if chosen is not None:
                 chosen.in_flight += 1
                 chosen.stats.requests += 1

@@ -29,6 +29,7 @@ __all__ = [
     "post_json",
     "raise_for_status",
     "redact_url",
+    "scrub_secret",
     "sdk_status_error",
     "status_error",
 ]
@@ -44,6 +45,17 @@ def redact_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def scrub_secret(exc: BaseException, secret: str | None) -> None:
+    """Cut ``secret`` out of an error's message, in place.
+
+    Error messages carry a snippet of the answer's body, and a server or
+    proxy may echo the key it was sent ("key sk-... is over its quota").
+    Short placeholders such as ``EMPTY`` are left alone.
+    """
+    if secret and len(secret) >= 8 and any(secret in str(arg) for arg in exc.args):
+        exc.args = tuple(str(arg).replace(secret, "[redacted]") for arg in exc.args)
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from genevolve_async import EndpointPool, ServiceUnavailableError
+from genevolve_async import EndpointPool
 from genevolve_async._endpoints import Endpoint
 
 
@@ -80,12 +80,22 @@ async def test_quarantine_then_probe_before_return() -> None:
     assert b.quarantined_until is not None
 
 
-async def test_all_quarantined_is_a_service_error() -> None:
-    pool = EndpointPool(["a"], quarantine_after=1, cooldown=60)
-    pool.report(pool.endpoints[0], ok=False)
-    with pytest.raises(ServiceUnavailableError, match="quarantined"):
-        async with pool.lease():
-            pass
+async def test_with_every_endpoint_quarantined_requests_still_go_out() -> None:
+    """Panic mode: with nowhere else to go, refusing would only turn a flaky
+    service into failed requests (the retries burn out during the cool-down)."""
+    pool = EndpointPool(["a", "b"], quarantine_after=1, cooldown=60)
+    a, b = pool.endpoints
+    pool.report(a, ok=False)
+    pool.report(b, ok=False)
+    assert not pool.healthy()
+    async with pool.lease(avoid=a) as endpoint:
+        assert endpoint is b  # a retry still avoids the endpoint that just failed
+    async with pool.lease() as endpoint:
+        assert endpoint.quarantined_until is not None  # still out until its probe passes
+    pool.report(a, ok=False)  # a keeps failing (dead?): b, failing less, gets the traffic
+    for _ in range(3):
+        async with pool.lease(a) as endpoint:
+            assert endpoint is b
 
 
 async def test_release_on_cancellation() -> None:

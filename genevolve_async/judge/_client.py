@@ -26,6 +26,7 @@ from .._errors import (
     ServiceUnavailableError,
 )
 from .._http import redact_url, sdk_status_error
+from .._lazy import import_off_loop
 from .._limits import ProviderLimiter, ProviderLimits
 from .._retry import RetryPolicy
 from .._runtime import Runtime
@@ -239,11 +240,11 @@ class JudgeClient:
         return first, second
 
     async def _client(self) -> Any:
-        import openai
-
         fingerprint = hashlib.sha256(self._api_key.encode()).hexdigest()[:12]
 
         async def factory() -> Any:
+            # Off the loop: importing the SDK would stall every task for half a second.
+            openai = await import_off_loop("openai", "openai.resources.chat")
             return openai.AsyncOpenAI(
                 base_url=self.base_url,
                 api_key=self._api_key,
@@ -261,15 +262,18 @@ class JudgeClient:
 
         where = f"{JUDGE_SERVICE} {redact_url(self.base_url)}"
         try:
-            completion = await client.chat.completions.create(
-                model=self.model,
-                messages=messages,
-                temperature=_TEMPERATURE,
-                max_tokens=_MAX_TOKENS,
-            )
+            # The SDK's timeout bounds each read, not the call: a body trickling in
+            # would hold the sample (and its limiter slot) for as long as it trickles.
+            with anyio.fail_after(self.timeout):
+                completion = await client.chat.completions.create(
+                    model=self.model,
+                    messages=messages,
+                    temperature=_TEMPERATURE,
+                    max_tokens=_MAX_TOKENS,
+                )
         except openai.APIStatusError as exc:
             raise sdk_status_error(exc, service=JUDGE_SERVICE, where=where) from None
-        except openai.APITimeoutError:
+        except (openai.APITimeoutError, TimeoutError):
             raise ServiceUnavailableError(
                 f"{where} timed out after {self.timeout:g}s", service=JUDGE_SERVICE
             ) from None

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
+import anyio
 
 from .. import _json
 from .._endpoints import Endpoint, EndpointPool
@@ -27,7 +28,8 @@ from .._errors import (
     ServiceError,
     ServiceUnavailableError,
 )
-from .._http import post_json, redact_url, sdk_status_error
+from .._http import post_json, redact_url, scrub_secret, sdk_status_error
+from .._lazy import import_off_loop
 from .._runtime import Runtime
 from .._types import JSONObject, Message
 from ._reply import ChatReply, reply_from_json
@@ -156,8 +158,16 @@ class PolicyClient:
                 self.pool.report(endpoint, ok=True)
                 return reply
 
+        async def scrubbed() -> ChatReply:
+            try:
+                return await attempt()
+            except ServiceError as exc:
+                # Before the retry policy logs it: a server may echo our key in its body.
+                scrub_secret(exc, self._api_key)
+                raise
+
         try:
-            return await self.runtime.retry.call(attempt, on_retry=self._on_retry)
+            return await self.runtime.retry.call(scrubbed, on_retry=self._on_retry)
         except ServiceError:
             self.runtime.stats.failures[SERVICE] += 1
             raise
@@ -175,23 +185,29 @@ class PolicyClient:
             return False
 
     async def _complete_sdk(self, endpoint: Endpoint, body: JSONObject) -> ChatReply:
-        import openai
-
         client = await self.runtime.resource(
             f"openai-policy:{endpoint.url}",
             lambda: self._make_sdk_client(endpoint.url),
             close=lambda c: c.close(),
         )
+        import openai  # imported by _make_sdk_client, off the loop: a dictionary lookup now
+
         kwargs: dict[str, Any] = {k: v for k, v in body.items() if k not in ("model", "messages")}
         extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in _SDK_PARAMS}
         started = time.monotonic()
         try:
-            raw = await client.chat.completions.with_raw_response.create(
-                model=body["model"], messages=body["messages"], extra_body=extra or None, **kwargs
-            )
+            # The SDK's timeout bounds each read, not the call: a body trickling in
+            # would hold the round for as long as it trickles.
+            with anyio.fail_after(self._request_timeout):
+                raw = await client.chat.completions.with_raw_response.create(
+                    model=body["model"],
+                    messages=body["messages"],
+                    extra_body=extra or None,
+                    **kwargs,
+                )
         except openai.APIStatusError as exc:
             raise sdk_status_error(exc, service=SERVICE, where=f"{SERVICE} {redact_url(endpoint.url)}") from exc
-        except openai.APITimeoutError as exc:
+        except (openai.APITimeoutError, TimeoutError) as exc:
             raise ServiceUnavailableError(
                 f"{SERVICE} {redact_url(endpoint.url)} timed out after {time.monotonic() - started:.0f}s",
                 service=SERVICE,
@@ -203,8 +219,8 @@ class PolicyClient:
         return reply_from_json(_json.loads(raw.content), endpoint=endpoint.url)
 
     async def _make_sdk_client(self, url: str) -> Any:
-        import openai
-
+        # Off the loop: importing the SDK would stall every task for half a second.
+        openai = await import_off_loop("openai", "openai.resources.chat")
         return openai.AsyncOpenAI(
             base_url=url,
             api_key=self._api_key,

@@ -22,32 +22,46 @@ def _strip_fence(text: str) -> str:
 
 
 def _first_balanced(text: str, opener: str = "{") -> str | None:
-    """The first balanced ``{...}`` in ``text``, respecting strings."""
+    """The first balanced ``{...}`` in ``text``, respecting strings.
+
+    One pass, whatever the text: the scan starts at the first opener and
+    keeps the openers it has not closed yet on a stack. A model reply can be
+    tens of kilobytes of unclosed braces; restarting the scan at each opener
+    (the obvious way) is quadratic and stalls the event loop for seconds.
+
+    Returns:
+        The span from the first opener to its closer when it closes;
+        otherwise the earliest-starting balanced span inside; ``None`` when
+        nothing closes.
+    """
     closer = "}" if opener == "{" else "]"
     start = text.find(opener)
-    while start != -1:
-        depth = 0
-        in_string = False
-        escaped = False
-        for i in range(start, len(text)):
-            ch = text[i]
-            if in_string:
-                if escaped:
-                    escaped = False
-                elif ch == "\\":
-                    escaped = True
-                elif ch == '"':
-                    in_string = False
+    if start == -1:
+        return None
+    stack: list[int] = []
+    best: tuple[int, int] | None = None
+    in_string = False
+    escaped = False
+    for i in range(start, len(text)):
+        ch = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
             elif ch == '"':
-                in_string = True
-            elif ch == opener:
-                depth += 1
-            elif ch == closer:
-                depth -= 1
-                if depth == 0:
-                    return text[start : i + 1]
-        start = text.find(opener, start + 1)
-    return None
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch == opener:
+            stack.append(i)
+        elif ch == closer and stack:
+            begin = stack.pop()
+            if not stack:
+                return text[begin : i + 1]  # the outermost span closed: done
+            if best is None or begin < best[0]:
+                best = (begin, i)
+    return text[best[0] : best[1] + 1] if best is not None else None
 
 
 def _try(text: str) -> tuple[bool, Any]:

@@ -73,8 +73,15 @@ class ParsedReply:
 
 
 def _split_think(content: str) -> tuple[str | None, str]:
-    thoughts = _THINK.findall(content)
-    rest = _THINK.sub("", content)
+    # Only the text up to the last close tag can hold a <think> block. Searching
+    # past it would rescan the tail once per stray <think> (quadratic).
+    end = content.rfind("</think>")
+    if end == -1:
+        return None, content
+    cut = end + len("</think>")
+    head, tail = content[:cut], content[cut:]
+    thoughts = _THINK.findall(head)
+    rest = _THINK.sub("", head) + tail
     if "</think>" in rest:
         # Qwen3 templates open the think block themselves: only the close tag
         # reaches us. Everything before the last close tag is thinking.
