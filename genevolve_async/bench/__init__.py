@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from ._chaos import ChaosConfig as ChaosConfig
+from ._chaos import run_chaos as run_chaos
+from ._chaos_audit import ChaosReport as ChaosReport
 from ._drive import DriveResult as DriveResult
 from ._drive import LoopLagProbe as LoopLagProbe
 from ._drive import drive as drive
@@ -16,6 +19,8 @@ from ._run import run_rollouts as run_rollouts
 
 __all__ = [
     "BenchResult",
+    "ChaosConfig",
+    "ChaosReport",
     "DriveResult",
     "LoopLagProbe",
     "Scenario",
@@ -23,6 +28,7 @@ __all__ = [
     "drive",
     "efficiency",
     "percentile",
+    "run_chaos",
     "run_rollouts",
     "steady_rate",
     "theoretical_throughput",

@@ -21,6 +21,7 @@ import anyio
 from .._gc import tune_gc_for_throughput
 from ..sim import SimConfig
 from ._backends import sim_process
+from ._chaos import ChaosConfig, run_chaos
 from ._chart import SweepPoint, draw_sweep_chart
 from ._compare import REFERENCE_RUNNERS, run_reference
 from ._report import Scenario, theoretical_throughput
@@ -73,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="collect the old GC generation rarely (see genevolve_async.tune_gc_for_throughput)",
+    )
+    p.add_argument(
+        "--chaos",
+        action="store_true",
+        help="the reliability run instead: every fault at once, audited (2,000 rollouts at 500 "
+        "in flight; GENEVOLVE_CHAOS_ROLLOUTS and GENEVOLVE_CHAOS_IN_FLIGHT scale it)",
     )
     p.add_argument("--result-dir", type=Path, default=Path("bench-results"))
     p.add_argument("--save-result", action=argparse.BooleanOptionalAction, default=True)
@@ -197,6 +204,10 @@ def main(argv: list[str] | None = None) -> None:
         else:
             backend_options["use_uvloop"] = True
             loop = "uvloop"
+    if args.chaos:
+        chaos = anyio.run(run_chaos, ChaosConfig.from_env(seed=args.seed), backend_options=backend_options)
+        print(chaos.table())
+        raise SystemExit(0 if chaos.ok else 1)
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {"cpus": _cpus(), "python": platform.python_version(), "event_loop": loop},

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ._common import Faults as Faults
 from ._common import Latency as Latency
+from ._common import TransportFault as TransportFault
 from ._gemini import GeminiRequest as GeminiRequest
 from ._gemini import SimGemini as SimGemini
 from ._images import SimImageHost as SimImageHost
@@ -49,6 +50,7 @@ __all__ = [
     "SimServer",
     "SimStack",
     "Stats",
+    "TransportFault",
     "make_bomb_png",
     "make_png",
 ]

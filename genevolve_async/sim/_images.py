@@ -32,7 +32,7 @@ import anyio
 from aiohttp import web
 from PIL import Image
 
-from ._common import Faults, Latency, json_response
+from ._common import Faults, Latency, json_response, reset_midway, trickle
 from ._server import Stats, counting_middleware
 
 __all__ = ["SimImageHost", "make_bomb_png", "make_png"]
@@ -82,7 +82,8 @@ class SimImageHost:
     ``shuffle=True`` draws each response's delay uniformly from
     ``[0, 2 * latency.mean]`` so that concurrent downloads finish in an order
     unrelated to the order they started in. ``faults`` adds random 403, 429
-    and 500 answers to ``/img``. ``downloads`` counts requests per image name.
+    and 500 answers, connection resets and slow bodies trickled past the client's
+    timeout to ``/img``. ``downloads`` counts requests per image name.
     """
 
     def __init__(
@@ -121,8 +122,15 @@ class SimImageHost:
     async def _image(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         self.downloads[name] += 1
-        fault = self.faults.draw(self.rng)
+        transport_fault = self.faults.draw_transport(self.rng)
+        if transport_fault is not None:
+            self.stats.faults[transport_fault] += 1
+        if transport_fault == "reset":
+            return await reset_midway(request, content_type="image/png")
+        # One fault per request: a slow body is not also a 429.
+        fault = self.faults.draw(self.rng) if transport_fault is None else None
         if fault is not None:
+            self.stats.faults[str(fault)] += 1
             return self.faults.response(fault)
         if self.shuffle and self.latency.mean > 0:
             delay = self.rng.uniform(0.0, 2 * self.latency.mean)
@@ -131,7 +139,12 @@ class SimImageHost:
         if delay:
             await anyio.sleep(delay)
         tag = name[2:].split("-", 1)[0] if name.startswith("f-") else ""
-        return await self._answer(request, tag, self.image_bytes(name))
+        if tag:
+            self.stats.faults[tag] += 1
+        response = await self._answer(request, tag, self.image_bytes(name))
+        if transport_fault == "slow":
+            return await trickle(request, response, self.faults.slow_seconds)
+        return response
 
     async def _answer(self, request: web.Request, tag: str, png: bytes) -> web.StreamResponse:
         if tag == "corrupt":

@@ -4,7 +4,8 @@ Scores are deterministic per sample (a hash of the ``Sample id:`` line of the
 request), so a test knows what every row must score whatever the order of
 requests and the faults on the way. Faults, drawn per request or queued:
 a fenced reply with trailing commas (parseable), a reply without any JSON
-(unparseable: the client must ask again), 429 and 500. Arrival times are
+(unparseable: the client must ask again), 429, 500, connection resets and
+slow bodies trickled past the client's timeout. Arrival times are
 recorded so tests can check a client's rate limit from the server's side.
 """
 
@@ -22,7 +23,7 @@ import anyio
 from aiohttp import web
 
 from .. import _json
-from ._common import Latency, json_response
+from ._common import Latency, draw_transport_fault, json_response, reset_midway, trickle
 from ._server import Stats, counting_middleware
 
 __all__ = ["JudgeFault", "JudgeFaults", "JudgeRequest", "SimJudge", "image_digest"]
@@ -47,6 +48,11 @@ class JudgeFaults:
     rate_500: float = 0.0
     retry_after: float | None = None
     """``Retry-After`` seconds sent with a 429 (``None``: no header)."""
+    rate_reset: float = 0.0
+    """Rate of connections dropped after part of the answer was sent."""
+    rate_slow: float = 0.0
+    """Rate of answers whose body trickles in over ``slow_seconds`` (past the client's timeout)."""
+    slow_seconds: float = 30.0
 
     def draw(self, rng: random.Random) -> JudgeFault | None:
         """The fault for this request, or None."""
@@ -141,7 +147,7 @@ class SimJudge:
             "text_accuracy_na": na,
         }
 
-    async def _chat(self, request: web.Request) -> web.Response:
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
         now = time.monotonic()
         self.arrivals.append(now)
         if (
@@ -157,9 +163,22 @@ class SimJudge:
         if isinstance(parsed, str):
             return _error(400, parsed, "invalid_request")
         self.requests.append(parsed)
-        fault = self._queued.popleft() if self._queued else self.faults.draw(self.rng)
+        transport_fault = draw_transport_fault(
+            self.rng, reset=self.faults.rate_reset, slow=self.faults.rate_slow
+        )
+        if transport_fault is not None:
+            self.faults_served[transport_fault] = self.faults_served.get(transport_fault, 0) + 1
+            self.stats.faults[transport_fault] += 1
+            if transport_fault == "reset":
+                return await reset_midway(request)
+        # One fault per request: a slow body is not also a 429.
+        if self._queued:
+            fault: JudgeFault | None = self._queued.popleft()
+        else:
+            fault = self.faults.draw(self.rng) if transport_fault is None else None
         if fault is not None:
             self.faults_served[str(fault)] = self.faults_served.get(str(fault), 0) + 1
+            self.stats.faults[str(fault)] += 1
         if fault == 429:
             headers = (
                 {"Retry-After": f"{self.faults.retry_after:g}"}
@@ -179,7 +198,10 @@ class SimJudge:
             content = _fenced(verdict)
         else:
             content = _json.dumps(verdict)
-        return _completion(body, content)
+        response = _completion(body, content)
+        if transport_fault == "slow":
+            return await trickle(request, response, self.faults.slow_seconds)
+        return response
 
 
 def _parse_request(body: Any, now: float) -> JudgeRequest | str:

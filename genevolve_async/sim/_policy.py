@@ -7,15 +7,24 @@ default script is SPEC's 4-round rollout: ``search`` (2 queries),
 images it was shown. Directives in the request text change the script for
 one rollout: ``[sim:rounds=6]``, ``[sim:parallel=3]``, ``[sim:never-answer]``,
 ``[sim:malformed]``, ``[sim:malformed-once]``, ``[sim:truncate-once]``,
-``[sim:unknown-tool-once]``, ``[sim:answer=IMG_009,IMG_001]``.
+``[sim:unknown-tool-once]``, ``[sim:answer=IMG_009,IMG_001]``, and
+``[sim:canned=NAME]`` (the first round replies with the text registered as
+``canned_replies[NAME]``: a recorded bad reply, say).
+
+Besides the HTTP faults of :class:`Faults` (429, 500, connection resets,
+slow bodies trickled past the client's timeout), a replica can die: :meth:`kill`
+drops every request under way and every later one without an answer, until
+:meth:`revive`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 import zlib
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +32,7 @@ import anyio
 from aiohttp import web
 
 from .. import _json
-from ._common import Faults, Latency, json_response
+from ._common import Faults, Latency, json_response, reset_midway, trickle
 from ._server import Stats, counting_middleware
 
 __all__ = ["PolicyScript", "SimPolicy"]
@@ -63,6 +72,7 @@ class _Plan:
     parallel: int
     flags: set[str] = field(default_factory=set)
     answer_ids: list[str] | None = None
+    canned: str = ""
 
 
 def _message_text(message: dict[str, Any]) -> str:
@@ -87,6 +97,7 @@ class SimPolicy:
         seed: int = 0,
         name: str = "policy",
         record_times: bool = False,
+        canned_replies: Mapping[str, str] | None = None,
     ) -> None:
         self.script = script or PolicyScript()
         self.latency = latency or Latency()
@@ -98,24 +109,77 @@ class SimPolicy:
         self.prompts: Counter[str] = Counter()
         """Requests seen per user request text (which rollouts this server served)."""
         self.down = False
-        """When true every request fails with 503 (a dead replica)."""
-        self._queued: list[tuple[int, float | None]] = []
+        """When true every request fails with 503 (a replica that answers but cannot serve)."""
+        self.dead = False
+        """When true the replica is gone: connections drop without an answer (see :meth:`kill`)."""
+        self.kills = 0
+        """Requests dropped because the replica was dead or died under them."""
+        self.canned_replies: dict[str, str] = dict(canned_replies or {})
+        """Reply texts for ``[sim:canned=NAME]``, by name."""
+        self._queued: list[tuple[int, float | None, Any]] = []
+        # Transports of the chat requests under way: kill() drops them.
+        self._live: set[asyncio.Transport] = set()
         self.app = web.Application(
             middlewares=[counting_middleware(self.stats, record_times=record_times)], client_max_size=64 * 2**20
         )
         self.app.router.add_post("/v1/chat/completions", self._chat)
         self.app.router.add_get("/v1/models", self._models)
 
-    def fail_next(self, count: int, status: int = 500, *, retry_after: float | None = None) -> None:
-        """Make the next ``count`` chat requests fail with ``status``."""
-        self._queued.extend([(status, retry_after)] * count)
+    def fail_next(
+        self, count: int, status: int = 500, *, retry_after: float | None = None, body: Any = None
+    ) -> None:
+        """Make the next ``count`` chat requests fail with ``status`` (and ``body``, if given)."""
+        self._queued.extend([(status, retry_after, body)] * count)
+
+    def kill(self) -> int:
+        """Die: drop the requests under way and refuse every later one by dropping it.
+
+        A client sees its connection end without an answer (a crashed vLLM
+        replica, or its node gone). :meth:`revive` brings the replica back.
+
+        Returns:
+            How many requests under way were dropped.
+        """
+        self.dead = True
+        live, self._live = self._live, set()
+        for transport in live:
+            transport.abort()
+        self.kills += len(live)
+        self.stats.faults["killed"] += len(live)
+        return len(live)
+
+    def revive(self) -> None:
+        """Come back after :meth:`kill`: serve requests again."""
+        self.dead = False
+
+    def _drop(self, request: web.Request) -> web.Response:
+        """Answer a request to a dead replica: drop its connection (the answer goes nowhere)."""
+        self.kills += 1
+        self.stats.faults["killed"] += 1
+        if request.transport is not None:
+            request.transport.abort()
+        return json_response({"error": {"message": "replica dead"}}, status=503)
 
     async def _models(self, request: web.Request) -> web.Response:
+        if self.dead:
+            return self._drop(request)
         if self.down:
             return json_response({"error": "replica down"}, status=503)
         return json_response({"object": "list", "data": [{"id": self.model, "object": "model"}]})
 
-    async def _chat(self, request: web.Request) -> web.Response:
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        if self.dead:
+            return self._drop(request)
+        transport = request.transport
+        if transport is None:  # the client is already gone
+            return json_response({"error": {"message": "no connection"}}, status=499)
+        self._live.add(transport)
+        try:
+            return await self._serve_chat(request)
+        finally:
+            self._live.discard(transport)
+
+    async def _serve_chat(self, request: web.Request) -> web.StreamResponse:
         body = _json.loads(await request.read())
         messages: list[dict[str, Any]] = body.get("messages") or []
         prompt = next((_message_text(m) for m in messages if m.get("role") == "user"), "")
@@ -123,13 +187,20 @@ class SimPolicy:
         if self.down:
             return json_response({"error": {"message": "replica down"}}, status=503)
         if self._queued:
-            status, retry_after = self._queued.pop(0)
+            status, retry_after, canned = self._queued.pop(0)
             headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
-            return json_response(
-                {"error": {"message": f"simulated {status}"}}, status=status, headers=headers
-            )
-        fault = self.faults.draw(self.rng)
+            if canned is None:
+                canned = {"error": {"message": f"simulated {status}"}}
+            return json_response(canned, status=status, headers=headers)
+        transport_fault = self.faults.draw_transport(self.rng)
+        if transport_fault is not None:
+            self.stats.faults[transport_fault] += 1
+            if transport_fault == "reset":
+                return await reset_midway(request)
+        # One fault per request: a slow body is not also a 429.
+        fault = self.faults.draw(self.rng) if transport_fault is None else None
         if fault is not None:
+            self.stats.faults[str(fault)] += 1
             return self.faults.response(fault)
         delay = self.latency.sample(self.rng)
         if delay:
@@ -140,7 +211,7 @@ class SimPolicy:
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if tool_calls:
             message["tool_calls"] = tool_calls
-        return json_response(
+        response = json_response(
             {
                 "id": f"chatcmpl-{self.stats.requests}",
                 "object": "chat.completion",
@@ -153,6 +224,9 @@ class SimPolicy:
                 },
             }
         )
+        if transport_fault == "slow":
+            return await trickle(request, response, self.faults.slow_seconds)
+        return response
 
     # -- the scripted agent ----------------------------------------------------
 
@@ -165,6 +239,8 @@ class SimPolicy:
                 plan.parallel = max(1, int(value))
             elif key == "answer":
                 plan.answer_ids = [v.strip() for v in value.split(",") if v.strip()]
+            elif key == "canned":
+                plan.canned = value.strip()
             else:
                 plan.flags.add(key)
         return plan
@@ -183,6 +259,9 @@ class SimPolicy:
             f"<think>Round {round_no}: planning for {topic}.</think>\n" if self.script.think else ""
         )
 
+        canned = self.canned_replies.get(plan.canned) if plan.canned else None
+        if canned is not None and round_no == 1:
+            return canned, None, "stop"
         if "malformed" in plan.flags or ("malformed-once" in plan.flags and round_no == 1):
             return (
                 think + '<tool_call>{"name": "search", "arguments": {"queries": [</tool_call>',

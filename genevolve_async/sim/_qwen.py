@@ -4,7 +4,8 @@ It behaves like one deployment of the real service: ``gpus`` render slots,
 each render holding one slot for a sampled latency; a request that finds
 every slot taken is refused at once with 503 (what a busy service answers),
 so a client that respects the per-URL cap never sees one. Faults are drawn
-per request or queued with :meth:`SimQwenService.fail_next`.
+per request or queued with :meth:`SimQwenService.fail_next`; connection
+resets and slow bodies trickled past the client's timeout are drawn per request.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ import anyio.to_thread
 from aiohttp import web
 
 from .. import _json
-from ._common import Latency, json_response
+from ._common import Latency, draw_transport_fault, json_response, reset_midway, trickle
 from ._images import make_png
 from ._server import Stats, counting_middleware
 
 __all__ = ["QwenFault", "QwenFaults", "SimQwenService"]
 
-QwenFault = Literal["success_false", "slow", 400, 500, 503, 504]
+QwenFault = Literal["success_false", "slow", 400, 429, 500, 503, 504]
 """A fault the simulated service can be told to produce."""
 
 
@@ -36,6 +37,8 @@ class QwenFaults:
 
     success_false: float = 0.0
     """Rate of HTTP 200 ``{"success": false}`` answers (a failure inside the model)."""
+    rate_429: float = 0.0
+    """Rate of HTTP 429 answers (with the service's ``Retry-After``)."""
     rate_500: float = 0.0
     """Rate of HTTP 500 answers."""
     rate_503: float = 0.0
@@ -43,10 +46,17 @@ class QwenFaults:
     slow: float = 0.0
     """Rate of renders that take ``slow_factor`` times their latency."""
     slow_factor: float = 10.0
+    rate_reset: float = 0.0
+    """Rate of connections dropped after part of the answer was sent."""
+    rate_slow: float = 0.0
+    """Rate of answers whose body trickles in over ``slow_seconds`` (past the client's
+    timeout) after the render; unlike ``slow``, which stretches the render itself."""
+    slow_seconds: float = 30.0
 
     def draw(self, rng: random.Random) -> QwenFault | None:
         """The fault for this request, or None."""
         for fault, rate in (
+            (429, self.rate_429),
             (500, self.rate_500),
             (503, self.rate_503),
             ("success_false", self.success_false),
@@ -69,7 +79,7 @@ class SimQwenService:
             (what some servers send).
         health_gpus: Override what ``/health`` reports (``None``: ``gpus``);
             ``0`` omits the GPU fields entirely, like a service that reports none.
-        retry_after: ``Retry-After`` seconds sent with a 503, as our real
+        retry_after: ``Retry-After`` seconds sent with a 429 or 503, as our real
             service does (``None``: no header).
     """
 
@@ -129,7 +139,7 @@ class SimQwenService:
             body["devices"] = [f"sim:{i}" for i in range(self.health_gpus)]
         return json_response(body)
 
-    async def _generate(self, request: web.Request) -> web.Response:
+    async def _generate(self, request: web.Request) -> web.StreamResponse:
         if self.down:
             return self._failure(503, "service down")
         try:
@@ -139,7 +149,20 @@ class SimQwenService:
         problem = _validate(body)
         if problem:
             return self._failure(400, problem)
-        fault = self._queued.popleft() if self._queued else self.faults.draw(self.rng)
+        transport_fault = draw_transport_fault(
+            self.rng, reset=self.faults.rate_reset, slow=self.faults.rate_slow
+        )
+        if transport_fault is not None:
+            self.stats.faults[transport_fault] += 1
+            if transport_fault == "reset":
+                return await reset_midway(request)
+        # One fault per request: a slow body is not also a 429.
+        if self._queued:
+            fault: QwenFault | None = self._queued.popleft()
+        else:
+            fault = self.faults.draw(self.rng) if transport_fault is None else None
+        if fault is not None:
+            self.stats.faults[str(fault)] += 1
         if isinstance(fault, int):
             return self._failure(fault, f"simulated {fault}")
         if self.in_flight >= self.gpus:
@@ -164,11 +187,16 @@ class SimQwenService:
             self.renders += 1
         finally:
             self.in_flight -= 1
-        return json_response({"success": True, self.image_key: image, "seed": body.get("seed", 0)})
+        response = json_response(
+            {"success": True, self.image_key: image, "seed": body.get("seed", 0)}
+        )
+        if transport_fault == "slow":
+            return await trickle(request, response, self.faults.slow_seconds)
+        return response
 
     def _failure(self, status: int, message: str) -> web.Response:
         headers = None
-        if status == 503 and self.retry_after is not None:
+        if status in (429, 503) and self.retry_after is not None:
             headers = {"Retry-After": f"{self.retry_after:g}"}
         return json_response({"success": False, "message": message}, status=status, headers=headers)
 

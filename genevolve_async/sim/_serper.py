@@ -6,7 +6,9 @@ a new query) while the same query always names the same images (so
 concurrent rollouts asking the same thing share downloads). Faults: a wrong
 key (403, Serper's body), random or queued 429/500/403, a 200 carrying an
 error message, a server-side requests-per-second limit answering 429 with
-``Retry-After``, and image URLs that lead to the image host's faulty images.
+``Retry-After``, connection resets and slow bodies trickled past the client's
+timeout, image URLs that lead to the image host's faulty images, and
+canned answers (``overrides``) for queries carrying a marker.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import anyio
 from aiohttp import web
 
 from .. import _json
-from ._common import Faults, Latency, json_response
+from ._common import Faults, Latency, json_response, reset_midway, trickle
 from ._server import Stats, counting_middleware
 
 __all__ = ["SimSerper"]
@@ -66,6 +68,9 @@ class SimSerper:
         image_faults: share of image results that point at a faulty image,
             by fault (``{"corrupt": 0.2}``; see :class:`SimImageHost`).
         max_results: most results per answer (``num`` asks for fewer).
+        overrides: canned 200 answers by marker: a query containing a marker
+            gets that body as is (the first marker that matches, in order),
+            e.g. a body with missing fields or wrong types.
         seed: seeds the fault and latency draws.
     """
 
@@ -80,6 +85,7 @@ class SimSerper:
         retry_after: float = 1.0,
         image_faults: Mapping[str, float] | None = None,
         max_results: int = 10,
+        overrides: Mapping[str, Any] | None = None,
         seed: int = 0,
     ) -> None:
         self.image_host = image_host.rstrip("/")
@@ -90,6 +96,7 @@ class SimSerper:
         self.retry_after = retry_after
         self.image_faults = dict(image_faults or {})
         self.max_results = max_results
+        self.overrides: dict[str, Any] = dict(overrides or {})
         self.rng = random.Random(seed)
         self.stats = Stats()
         self.arrivals: dict[str, list[float]] = {"search": [], "images": []}
@@ -120,13 +127,13 @@ class SimSerper:
 
     # -- handlers ----------------------------------------------------------------
 
-    async def _search(self, request: web.Request) -> web.Response:
+    async def _search(self, request: web.Request) -> web.StreamResponse:
         return await self._handle(request, "search")
 
-    async def _images(self, request: web.Request) -> web.Response:
+    async def _images(self, request: web.Request) -> web.StreamResponse:
         return await self._handle(request, "images")
 
-    async def _handle(self, request: web.Request, endpoint: str) -> web.Response:
+    async def _handle(self, request: web.Request, endpoint: str) -> web.StreamResponse:
         now = time.monotonic()
         self.arrivals[endpoint].append(now)
         if self.api_key is not None and request.headers.get("X-API-KEY") != self.api_key:
@@ -138,7 +145,13 @@ class SimSerper:
         query = body.get("q") if isinstance(body, dict) else None
         if not isinstance(query, str) or not query.strip():
             return _error(400, "Missing query.")
-        refusal = self._refusal(now)
+        transport_fault = self.faults.draw_transport(self.rng)
+        if transport_fault is not None:
+            self.stats.faults[transport_fault] += 1
+            if transport_fault == "reset":
+                return await reset_midway(request)
+        # One fault per request: a slow body is not also a 429 (the rate limit still applies).
+        refusal = self._refusal(now, draw=transport_fault is None)
         if refusal is not None:
             return refusal
         delay = self.latency.sample(self.rng)
@@ -147,19 +160,30 @@ class SimSerper:
         num = body.get("num")
         num = num if isinstance(num, int) and not isinstance(num, bool) and num > 0 else 10
         self.queries[query] += 1
+        response = self._answer(endpoint, query, num)
+        if transport_fault == "slow":
+            return await trickle(request, response, self.faults.slow_seconds)
+        return response
+
+    def _answer(self, endpoint: str, query: str, num: int) -> web.Response:
+        for marker, canned in self.overrides.items():
+            if marker in query:
+                self.stats.faults["override"] += 1
+                return json_response(canned)
         if endpoint == "search":
             return json_response(self._search_payload(query, num))
         return json_response(self._images_payload(query, num))
 
-    def _refusal(self, now: float) -> web.Response | None:
+    def _refusal(self, now: float, *, draw: bool = True) -> web.Response | None:
         if self._queued:
             status, retry_after, body = self._queued.pop(0)
             headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
             if body is not None:
                 return json_response(body, status=status, headers=headers)
             return _error(status, f"simulated {status}", headers)
-        fault = self.faults.draw(self.rng)
+        fault = self.faults.draw(self.rng) if draw else None
         if fault is not None:
+            self.stats.faults[str(fault)] += 1
             headers = None
             if fault == 429 and self.faults.retry_after is not None:
                 headers = {"Retry-After": f"{self.faults.retry_after:g}"}

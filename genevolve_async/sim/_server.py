@@ -34,6 +34,8 @@ class Stats:
     """Distinct client connections (by transport identity)."""
     peak_connections_open: int = 0
     request_times: list[float] = field(default_factory=list)
+    faults: Counter[str] = field(default_factory=Counter)
+    """Faults served, by kind (``429``, ``500``, ``reset``, ``slow``, ``killed``, ...)."""
 
     def route(self, name: str) -> RouteStats:
         stats = self.routes.get(name)
@@ -49,6 +51,7 @@ class Stats:
         return {
             "requests": self.requests,
             "connections": len(self.connections),
+            "faults": dict(sorted(self.faults.items())),
             "routes": {
                 name: {
                     "requests": r.requests,
