@@ -47,6 +47,23 @@ def default_tools(config: AgentConfig) -> list[Tool]:
     return tools
 
 
+# The original's constructor keywords that our config names differently.
+_RENAMED = {"max_prompt_length": "max_prompt_tokens", "max_response_length": "max_response_tokens"}
+# The original's one keyword per tool, and the tool each one replaces.
+_TOOL_KEYWORDS = {
+    "text_search_tool": "search",
+    "image_search_tool": "image_search",
+    "knowledge_tool": "query_knowledge",
+}
+
+
+def _original_keywords(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Tool]]:
+    """Rename the original's budget keywords; take out its per-tool keywords (by tool name)."""
+    renamed = {_RENAMED.get(k, k): v for k, v in options.items()}
+    tools = {_TOOL_KEYWORDS[k]: renamed.pop(k) for k in list(renamed) if k in _TOOL_KEYWORDS}
+    return renamed, {name: tool for name, tool in tools.items() if tool is not None}
+
+
 def _shutdown(portal: PortalThread, runtime: Runtime) -> None:
     try:
         portal.call(runtime.aclose)
@@ -61,13 +78,18 @@ class GenEvolveAgent:
     Args:
         config: an :class:`AgentConfig`; keyword options override its fields
             (the original's keywords work: ``model``, ``base_url``,
-            ``api_key``, ``max_rounds``, ...).
+            ``api_key``, ``max_rounds``, ..., ``max_prompt_length`` and
+            ``max_response_length``). A string is the model name, as the
+            original's first positional argument.
         runtime: a shared :class:`Runtime`. Without one the agent opens its
             own: for the ``async with agent`` block, for each bare ``arun``
             call, or for the agent's lifetime under ``run()``.
         tools: the tools to offer (default: search, image_search and
             query_knowledge).
         hooks: callbacks receiving every event of every rollout.
+        **options: :class:`AgentConfig` fields; also the original's
+            ``text_search_tool``, ``image_search_tool`` and ``knowledge_tool``,
+            which take our tool objects and replace that one default tool.
 
     Example::
 
@@ -78,13 +100,18 @@ class GenEvolveAgent:
 
     def __init__(
         self,
-        config: AgentConfig | None = None,
+        config: AgentConfig | str | None = None,
         *,
         runtime: Runtime | None = None,
         tools: Sequence[Tool] | None = None,
         hooks: Sequence[AgentHook] = (),
         **options: Any,
     ) -> None:
+        if isinstance(config, str):  # the original's first positional argument: the model
+            config, options = None, {"model": config, **options}
+        options, replaced = _original_keywords(options)
+        if replaced and tools is not None:
+            raise ConfigurationError("pass tools=[...] or the per-tool keywords, not both")
         unknown = set(options) - AgentConfig.field_names()
         if unknown:
             raise TypeError(
@@ -97,6 +124,9 @@ class GenEvolveAgent:
             config = dataclasses.replace(config, **options)
         self.config = config
         tool_list = list(tools) if tools is not None else default_tools(config)
+        if replaced:
+            # text_search_tool= and friends take our tool objects; the rest keep their defaults.
+            tool_list = [replaced.pop(t.name, t) for t in tool_list] + list(replaced.values())
         names = [t.name for t in tool_list]
         if len(set(names)) != len(names):
             raise ConfigurationError(f"tool names must be unique, got {names}")

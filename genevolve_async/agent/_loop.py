@@ -25,7 +25,7 @@ from .._errors import (
 from .._runtime import Runtime
 from .._types import JSONObject, Message
 from ..policy import ChatReply, PolicyAffinity, PolicyClient
-from ..protocol import CallProblem, ToolCall, finalize_program, parse_reply
+from ..protocol import CallProblem, ReferenceImage, ToolCall, finalize_program, parse_reply
 from ..tools import ImageRegistry, Tool, ToolContext
 from ._config import AgentConfig
 from ._events import (
@@ -139,6 +139,17 @@ class Rollout:
     def _close_books(self, started: float) -> None:
         self.result.timings.total = time.monotonic() - started
         self.result.tool_calls = dict(self.tool_counts)
+        # Every image the policy was shown, for exports that keep the whole trajectory.
+        self.result.registered_images = [
+            ReferenceImage(
+                img_id=r.img_id,
+                local_path=r.local_path,
+                url=r.url,
+                title=r.title,
+                page_url=r.page_url,
+            )
+            for r in self.images
+        ]
 
     def _check_prompt(self) -> str | None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():

@@ -81,6 +81,9 @@ class AgentResult:
     tool_calls: dict[str, int] = field(default_factory=dict)
     """Tool calls made, by tool name."""
     seed: int | None = None
+    registered_images: list[ReferenceImage] = field(default_factory=list)
+    """Every image the rollout registered (``IMG_###`` order, no notes): what the
+    policy was shown, beyond the references it chose."""
 
     @property
     def ok(self) -> bool:
@@ -109,5 +112,6 @@ class AgentResult:
             "usage": self.usage.to_dict(),
             "timings": self.timings.to_dict(),
             "tool_calls": dict(self.tool_calls),
+            "registered_images": [r.to_dict() for r in self.registered_images],
         }
         return record

@@ -1,6 +1,6 @@
 """Batch runs: input rows, JSONL checkpoints, and the rollout → render → judge stages.
 
-The command line (``python -m genevolve_async run|render|evaluate|pipeline|merge``)
+The command line (``python -m genevolve_async run|render|evaluate|pipeline|merge|export``)
 is built on these; they can be used directly too::
 
     source = InputSource(path=Path("bench/test.jsonl"))
@@ -15,6 +15,13 @@ from __future__ import annotations
 from ._checkpoint import CheckpointEntry as CheckpointEntry
 from ._checkpoint import CheckpointScan as CheckpointScan
 from ._checkpoint import scan_checkpoint as scan_checkpoint
+from ._export import ExportOptions as ExportOptions
+from ._export import ExportReport as ExportReport
+from ._export import export_trajectories as export_trajectories
+from ._groups import GroupReport as GroupReport
+from ._groups import GroupSplit as GroupSplit
+from ._groups import GroupSummary as GroupSummary
+from ._groups import Sampling as Sampling
 from ._ids import Shard as Shard
 from ._ids import safe_file_stem as safe_file_stem
 from ._inputs import BadRow as BadRow
@@ -43,6 +50,11 @@ __all__ = [
     "BatchReport",
     "CheckpointEntry",
     "CheckpointScan",
+    "ExportOptions",
+    "ExportReport",
+    "GroupReport",
+    "GroupSplit",
+    "GroupSummary",
     "InputRow",
     "InputSource",
     "JudgeStage",
@@ -50,10 +62,12 @@ __all__ = [
     "Outcome",
     "RenderStage",
     "RolloutStage",
+    "Sampling",
     "Shard",
     "Stage",
     "StageKind",
     "StageSummary",
+    "export_trajectories",
     "finalize_stage",
     "iter_entries",
     "merge_checkpoints",

@@ -1,8 +1,9 @@
 """The command line: ``python -m genevolve_async <command>`` (also ``genevolve-async``).
 
 Commands: ``run`` (rollouts), ``render``, ``evaluate`` (the judge),
-``pipeline`` (all three, streaming), ``merge`` (join shard checkpoints) and
-``finalize`` (rewrite results files from checkpoints). Option groups are
+``pipeline`` (all three, streaming), ``merge`` (join shard checkpoints),
+``export`` (trajectories as a training dataset) and ``finalize`` (rewrite
+results files from checkpoints). Option groups are
 shared, so the original's scripts (``scripts/run_agent.py`` and friends)
 are thin wrappers passing their flags through.
 """
@@ -14,6 +15,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["build_parser", "main"]
 
@@ -116,8 +118,22 @@ def _policy_options(p: argparse.ArgumentParser) -> None:
         help="comma-separated tools to offer (default: %(default)s)",
     )
     g.add_argument("--search-rps", type=float, help="cap Serper requests per second")
-    g.add_argument("--seed", type=int, help="sampling seed for every rollout")
+    g.add_argument(
+        "--seed",
+        type=int,
+        help="sampling seed for every rollout (with --samples-per-prompt: the base "
+        "each sample's seed is derived from, 0 when unset)",
+    )
     g.add_argument("--rollout-timeout", type=float, help="seconds per rollout")
+    g.add_argument(
+        "--samples-per-prompt",
+        type=int,
+        default=1,
+        metavar="K",
+        help="K independent rollouts per input row, ids ID#0..ID#K-1, each with its own "
+        "seed, sampled at --temperature; judged runs also write groups.json and "
+        "groups_summary.json (best-of-K, mean-of-K) (default: %(default)s)",
+    )
 
 
 def _render_options(p: argparse.ArgumentParser, *, pipeline: bool) -> None:
@@ -173,6 +189,34 @@ def _judge_options(p: argparse.ArgumentParser, *, pipeline: bool) -> None:
         g.add_argument("--judge-parallel", type=int, default=DEFAULT_PARALLEL["evaluate"])
 
 
+def _export_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "export", help="answered trajectories -> a GenEvolve-Data-SFT style dataset folder"
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        required=True,
+        help="an output folder, or its results.json (scores come from results_eval.json beside it)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="the dataset folder to create")
+    p.add_argument("--min-overall", type=float, help="keep trajectories judged at least this")
+    p.add_argument(
+        "--best-of-group",
+        action="store_true",
+        help="keep the best judged sample of each prompt (runs with --samples-per-prompt)",
+    )
+    p.add_argument(
+        "--rewrite-paths",
+        action="store_true",
+        help="point the observations' local_path lines at the exported images",
+    )
+    p.add_argument("--jpeg-quality", type=int, default=95)
+    p.add_argument("--workers", type=int, default=8, help="image conversions at once")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--log-level", default="WARNING")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``genevolve-async`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -204,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="merge even if the settings differ")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--log-level", default="WARNING")
+    _export_parser(sub)
     p = sub.add_parser("finalize", help="rewrite results files from an output folder's checkpoints")
     p.add_argument("output_dir", type=Path)
     p.add_argument("--quiet", action="store_true")

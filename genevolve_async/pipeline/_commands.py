@@ -27,6 +27,7 @@ from ..agent import AgentConfig, GenEvolveAgent
 from ..judge import JudgeClient, load_rubric
 from ..renderers import make_renderer
 from ..tools import ImageSearch, QueryKnowledge, Tool, WebSearch
+from ._export import ExportOptions, export_trajectories
 from ._ids import Shard
 from ._inputs import InputSource
 from ._merge import merge_checkpoints
@@ -52,6 +53,8 @@ async def run_command(args: argparse.Namespace) -> int:
             return await _merge(args)
         if args.command == "finalize":
             return await _finalize(args)
+        if args.command == "export":
+            return await _export(args)
         return await _batch(args)
     except (GenEvolveError, ValueError) as exc:
         print(f"genevolve-async: error: {exc}", file=sys.stderr)
@@ -192,7 +195,14 @@ async def _batch(args: argparse.Namespace) -> int:
         stages: list[Stage] = []
         if "run" in kinds:
             agent = _agent(args, runtime)
-            stages.append(RolloutStage(agent, parallel=args.parallel, timeout=args.rollout_timeout))
+            stages.append(
+                RolloutStage(
+                    agent,
+                    parallel=args.parallel,
+                    timeout=args.rollout_timeout,
+                    samples_per_prompt=args.samples_per_prompt,
+                )
+            )
         if "render" in kinds:
             keywords = render_options(args.render_option)
             renderer = make_renderer(
@@ -245,6 +255,20 @@ def finalize_folder(out_dir: Path) -> list[StageSummary]:
             finalize_stage(kind, out_dir, out_dir / name, None if results in later else results)
         )
     return summaries
+
+
+async def _export(args: argparse.Namespace) -> int:
+    options = ExportOptions(
+        min_overall=args.min_overall,
+        best_of_group=args.best_of_group,
+        rewrite_paths=args.rewrite_paths,
+        jpeg_quality=args.jpeg_quality,
+        workers=args.workers,
+    )
+    report = await export_trajectories(args.results, args.out, options=options)
+    if not args.quiet:
+        print(report.text())
+    return 0
 
 
 async def _finalize(args: argparse.Namespace) -> int:

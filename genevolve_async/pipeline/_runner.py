@@ -44,7 +44,7 @@ from ._checkpoint import (
 )
 from ._inputs import BadRow, InputRow, InputSource, aiter_entries, count_rows
 from ._progress import ProgressDisplay, StageProgress
-from ._stages import Outcome, Stage, is_fatal, with_data
+from ._stages import Outcome, RolloutStage, Stage, is_fatal, with_data
 from ._summary import StageSummary, finalize_stage
 
 __all__ = ["BatchOptions", "BatchReport", "run_batch"]
@@ -179,7 +179,7 @@ class _Batch:
     async def _drive(self) -> None:
         total = await anyio.to_thread.run_sync(count_rows, self.source)
         for progress in self.progress:
-            progress.total = total
+            progress.total = total * self._fanout() if total is not None else None
         streams = [
             anyio.create_memory_object_stream[_Item](0 if i == 0 else stage.parallel)
             for i, stage in enumerate(self.stages)
@@ -218,10 +218,20 @@ class _Batch:
                         self.bad_rows.append(entry)
                         self.display.bad_row(entry, self._source_name())
                         continue
-                    rows += 1
-                    await self._dispatch(entry, sends)
+                    for item in self._expand(entry):
+                        rows += 1
+                        await self._dispatch(item, sends)
         for progress in self.progress:
             progress.total = rows
+
+    def _expand(self, row: InputRow) -> list[InputRow]:
+        # A sampling rollout stage turns each row into K items before any stage sees them.
+        first = self.stages[0]
+        return first.expand(row) if isinstance(first, RolloutStage) else [row]
+
+    def _fanout(self) -> int:
+        first = self.stages[0]
+        return first.sampling.count if isinstance(first, RolloutStage) else 1
 
     async def _dispatch(self, row: InputRow, sends: list[MemoryObjectSendStream[_Item]]) -> None:
         previous: CheckpointEntry | None = None

@@ -23,6 +23,7 @@ from PIL import Image
 
 from .._errors import (
     AuthenticationError,
+    ConfigurationError,
     GenEvolveError,
     RolloutError,
     RuntimeClosedError,
@@ -33,6 +34,7 @@ from ..judge import JudgeImageError
 from ..judge._client import JudgeClient
 from ..renderers import ReferenceRequiredError, Renderer, render_program
 from ..tools import load_skills
+from ._groups import Sampling
 from ._inputs import InputRow
 
 __all__ = [
@@ -52,7 +54,7 @@ _FINAL_TERMINATIONS = frozenset({"answer", "max_rounds_reached", "no_answer"})
 # Rollout error kinds that every later rollout would hit as well.
 _FATAL_KINDS = frozenset({"authentication", "configuration"})
 # Fields of a rollout record the evaluation rows leave out (large, or renamed).
-_EVAL_DROPPED = frozenset({"messages", "error"})
+_EVAL_DROPPED = frozenset({"messages", "error", "registered_images"})
 
 
 class BatchAborted(GenEvolveError):
@@ -116,6 +118,13 @@ class RolloutStage:
         agent: The agent (bound to the batch's runtime).
         parallel: Rollouts in flight.
         timeout: Seconds per rollout (``None``: no deadline).
+        samples_per_prompt: Independent rollouts per input row (K). Above 1,
+            each row becomes K items (see :class:`Sampling`), seeded from the
+            agent's ``seed`` (0 when unset) and sampled at its temperature.
+
+    Raises:
+        ConfigurationError: K below 1, or K above 1 at temperature 0 (the
+            samples would all be the same greedy rollout).
     """
 
     kind: ClassVar[StageKind] = "run"
@@ -123,11 +132,22 @@ class RolloutStage:
     results_name: ClassVar[str] = "results.json"
 
     def __init__(
-        self, agent: GenEvolveAgent, *, parallel: int = 128, timeout: float | None = None
+        self,
+        agent: GenEvolveAgent,
+        *,
+        parallel: int = 128,
+        timeout: float | None = None,
+        samples_per_prompt: int = 1,
     ) -> None:
         self.agent = agent
         self.parallel = parallel
         self.timeout = timeout
+        self.sampling = Sampling(count=samples_per_prompt, base_seed=agent.config.seed or 0)
+        if samples_per_prompt > 1 and agent.config.temperature == 0:
+            raise ConfigurationError(
+                f"--samples-per-prompt {samples_per_prompt} at temperature 0 gives the same "
+                "greedy rollout every time; sample at a temperature above 0 (--temperature)"
+            )
         self._skills_sha = ""
 
     async def prepare(self) -> None:
@@ -151,12 +171,22 @@ class RolloutStage:
             "seed": cfg.seed,
             "system_prompt_sha256": _sha(self.agent.prompts.system),
             "skills_sha256": self._skills_sha,
+            # Only when sampling, so checkpoints of unsampled runs stay resumable.
+            **({"samples_per_prompt": self.sampling.count} if self.sampling.count > 1 else {}),
         }
+
+    def expand(self, row: InputRow) -> list[InputRow]:
+        """The items of one input row: the row itself, or its K samples."""
+        return self.sampling.expand(row)
 
     async def process(self, row: InputRow) -> Outcome:
         """Run one rollout; a failure every rollout would share raises :class:`BatchAborted`."""
+        seed = row.data.get("seed") if self.sampling.count > 1 else None
         result = await self.agent.arun(
-            row.prompt, timeout=self.timeout, rollout_id=row.safe_id[:48]
+            row.prompt,
+            seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+            timeout=self.timeout,
+            rollout_id=row.safe_id[:48],
         )
         if result.error is not None and result.error.kind in _FATAL_KINDS:
             raise BatchAborted(f"row {row.id!r} (line {row.line}): {result.error}")

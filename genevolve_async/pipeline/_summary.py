@@ -19,6 +19,7 @@ from typing import Any
 from ..bench import percentile
 from ..judge import aggregate, format_summary_table, summary_csv_text, summary_dict, summary_rows
 from ._checkpoint import read_records, scan_checkpoint
+from ._groups import GroupReport
 from ._results import write_json_rows, write_text
 from ._stages import StageKind
 
@@ -44,6 +45,8 @@ class StageSummary:
     """Rollout durations, from the records."""
     eval_table: str = ""
     """SPEC's summary table (judge stage)."""
+    group_table: str = ""
+    """Best-of-K and mean-of-K per split (judge stage of a sampled run)."""
     files: list[Path] = field(default_factory=list)
     """Files written."""
 
@@ -108,6 +111,8 @@ class StageSummary:
             )
         if self.eval_table:
             out.append(self.eval_table)
+        if self.group_table:
+            out.append(self.group_table)
         if self.files:
             out.append("  wrote " + ", ".join(str(p) for p in self.files))
         return out
@@ -164,6 +169,11 @@ def finalize_stage(
             summary.files += [
                 out_dir / name for name in (results_name, "summary.json", "summary.csv")
             ]
+        groups = GroupReport.from_rows(rows)
+        if groups is not None:
+            summary.group_table = groups.table()
+            if results_name is not None:
+                summary.files += groups.write(out_dir)
         return summary
     if results_name is not None:
         write_json_rows(out_dir / results_name, counted())

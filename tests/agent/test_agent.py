@@ -190,3 +190,21 @@ def test_default_system_prompt_lists_tools() -> None:
     agent = GenEvolveAgent(tools=[QueryKnowledge()])
     assert "query_knowledge" in agent.prompts.system
     assert "$tools" not in agent.prompts.system
+
+
+def test_the_originals_constructor_keywords() -> None:
+    knowledge = QueryKnowledge()
+    agent = GenEvolveAgent(
+        "GenEvolve-8B",
+        base_url="http://localhost:8000/v1",
+        api_key="EMPTY",
+        max_prompt_length=5000,
+        max_response_length=20000,
+        knowledge_tool=knowledge,
+        text_search_tool=None,
+    )
+    assert agent.config.model == "GenEvolve-8B"
+    assert (agent.config.max_prompt_tokens, agent.config.max_response_tokens) == (5000, 20000)
+    assert agent.tools["query_knowledge"] is knowledge
+    with pytest.raises(ConfigurationError, match="not both"):
+        GenEvolveAgent(tools=[knowledge], knowledge_tool=knowledge)
