@@ -6,7 +6,18 @@ import json
 import re
 from typing import Any
 
-SYSTEM = "You are an image-request agent. Call tools with <tool_call>{...}</tool_call>; answer with <answer>{...}</answer>."
+
+def _system_prompt() -> str:
+    # The same system prompt our agent sends (a few KB, every round), so the
+    # reference runners move the same bytes and CPU ratios compare like for like.
+    from genevolve_async.agent import AgentConfig
+    from genevolve_async.agent._prompts import build_prompts
+    from genevolve_async.tools import ImageSearch, QueryKnowledge, WebSearch
+
+    return build_prompts(AgentConfig(), [WebSearch(), ImageSearch(), QueryKnowledge()]).system
+
+
+SYSTEM = _system_prompt()
 FINAL = "FINAL STEP: answer now with <answer>, no tools."
 TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
