@@ -106,6 +106,7 @@ class Runtime:
         self._pools: dict[tuple[str, tuple[str, ...]], EndpointPool] = {}
         self._resources: dict[str, Any] = {}
         self._resource_locks: dict[str, anyio.Lock] = {}
+        self._retry_callbacks: dict[str, Callable[[int, BaseException, float], None]] = {}
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -242,8 +243,13 @@ class Runtime:
     # -- calls -------------------------------------------------------------
 
     def on_retry(self, provider: str) -> Callable[[int, BaseException, float], None]:
-        """A retry callback that counts retries and 429s for ``provider``."""
+        """The retry callback that counts retries and 429s for ``provider`` (made once)."""
+        callback = self._retry_callbacks.get(provider)
+        if callback is None:
+            callback = self._retry_callbacks[provider] = self._make_retry_callback(provider)
+        return callback
 
+    def _make_retry_callback(self, provider: str) -> Callable[[int, BaseException, float], None]:
         def _count(attempt: int, exc: BaseException, delay: float) -> None:
             self.stats.retries[provider] += 1
             if getattr(exc, "status", None) == 429:

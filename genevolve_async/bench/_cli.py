@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -210,8 +212,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(0 if chaos.ok else 1)
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": {"cpus": _cpus(), "python": platform.python_version(), "event_loop": loop},
-        "command": "python -m genevolve_async.bench " + " ".join(argv if argv is not None else _argv()),
+        "machine": {"cpus": os.cpu_count() or 0, "python": platform.python_version(), "event_loop": loop},
+        "command": "python -m genevolve_async.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "runs": [],
     }
     anyio.run(_run, args, report, backend_options=backend_options)
@@ -240,14 +242,3 @@ def main(argv: list[str] | None = None) -> None:
             )
             print(f"chart: {chart}")
 
-
-def _cpus() -> int:
-    import os
-
-    return os.cpu_count() or 0
-
-
-def _argv() -> list[str]:
-    import sys
-
-    return sys.argv[1:]

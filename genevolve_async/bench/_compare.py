@@ -7,7 +7,6 @@ package): ``--compare`` needs a checkout.
 from __future__ import annotations
 
 import importlib
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -101,7 +100,6 @@ async def run_reference(
             duration=raw["duration"],
             latencies=raw["latencies"],
             completion_times=raw["completion_times"],
-            first_latency=min(raw["latencies"], default=math.nan) if raw["latencies"] else 0.0,
             cpu_seconds=cpu_seconds() - started,
         )
         if raw["completion_times"]:

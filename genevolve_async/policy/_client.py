@@ -91,7 +91,6 @@ class PolicyClient:
             probe=self._probe,
         )
         self._limiter = runtime.limiter(SERVICE)
-        self._on_retry = runtime.on_retry(SERVICE)
 
     def __repr__(self) -> str:  # never show the key
         urls = ", ".join(e.url for e in self.pool.endpoints)
@@ -167,7 +166,7 @@ class PolicyClient:
                 raise
 
         try:
-            return await self.runtime.retry.call(scrubbed, on_retry=self._on_retry)
+            return await self.runtime.retry.call(scrubbed, on_retry=self.runtime.on_retry(SERVICE))
         except ServiceError:
             self.runtime.stats.failures[SERVICE] += 1
             raise

@@ -2,11 +2,12 @@
 
 One cache per :class:`Runtime` (``ImageCache.for_runtime``), shared by every
 rollout. A URL is fetched at most once at a time (later callers join the
-download under way), streamed to a temp file under a size cap and a
-deadline, verified as an image by Pillow in a worker thread, then renamed
-into place as ``<sha256 of the bytes>.<ext>``, so the same picture found at
-two URLs is one file (and one ``IMG_###`` id). A small per-URL index lets a
-rerun reuse earlier downloads. Anything else is dropped and leaves no file.
+download under way) under a size cap and a deadline, kept in memory (or
+spilled to a temp file when large), then verified by Pillow and written
+atomically as ``<sha256 of the bytes>.<ext>`` in one worker-thread hop per
+image search, so the same picture found at two URLs is one file (and one
+``IMG_###`` id). An append-only index log lets a rerun reuse earlier
+downloads. Anything else is dropped and leaves no file.
 """
 
 from __future__ import annotations

@@ -27,13 +27,10 @@ __all__ = [
     "inspect_image",
     "open_index_log",
     "read_index_log",
-    "read_text",
     "remove_quietly",
-    "replace",
     "store_image",
     "store_images",
     "temp_name",
-    "write_atomic",
 ]
 
 _counter = itertools.count()
@@ -113,36 +110,6 @@ async def remove_quietly(path: str | os.PathLike[str]) -> None:
             await aiofiles.os.remove(path)
         except OSError:
             pass
-
-
-async def replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
-    """Atomically rename ``source`` to ``target`` (same file system)."""
-    with anyio.CancelScope(shield=True):
-        await aiofiles.os.replace(source, target)
-
-
-async def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file next to ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.name}{temp_name('.tmp')}")
-    with anyio.CancelScope(shield=True):
-        try:
-            async with aiofiles.open(tmp, "wb") as handle:
-                await handle.write(data)
-            await aiofiles.os.replace(tmp, path)
-        except BaseException:
-            await remove_quietly(tmp)
-            raise
-
-
-async def read_text(path: Path) -> str | None:
-    """The file's text, or ``None`` if it cannot be read."""
-    with anyio.CancelScope(shield=True):
-        try:
-            async with aiofiles.open(path, encoding="utf-8") as handle:
-                return await handle.read()
-        except (OSError, UnicodeDecodeError):
-            return None
-    return None  # only reached if the shielded scope swallowed an exception (it does not)
 
 
 def _write_file_atomic(path: Path, data: bytes) -> None:
