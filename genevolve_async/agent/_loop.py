@@ -26,7 +26,7 @@ from .._runtime import Runtime
 from .._types import JSONObject, Message
 from ..policy import ChatReply, PolicyAffinity, PolicyClient
 from ..protocol import CallProblem, ReferenceImage, ToolCall, finalize_program, parse_reply
-from ..tools import ImageRegistry, Tool, ToolContext
+from ..tools import ImageRegistry, SideWork, Tool, ToolContext
 from ._config import AgentConfig
 from ._events import (
     AgentEvent,
@@ -93,6 +93,7 @@ class Rollout:
         self.max_rounds = max_rounds
         self.emit = emit
         self.images = ImageRegistry()
+        self._side_work: SideWork | None = None
         self.affinity = PolicyAffinity()
         self.calls_used = 0
         self.tool_counts: Counter[str] = Counter()
@@ -112,7 +113,7 @@ class Rollout:
                 result.error = RolloutError(kind="invalid_request", message=problem)
             else:
                 with anyio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
-                    await self._rounds()
+                    await self._rounds_with_side_work()
                 if scope.cancelled_caught:
                     result.termination = "timeout"
                     result.error = RolloutError(
@@ -135,6 +136,20 @@ class Rollout:
         self._close_books(started)
         await self._send(Finished(rollout_id=self.rollout_id, result=result))
         return result
+
+    async def _rounds_with_side_work(self) -> None:
+        # Tools' side work (image files being written) belongs to the
+        # rollout: it ends, or is cancelled, with it.
+        failure: Exception | None = None
+        async with anyio.create_task_group() as side:
+            self._side_work = SideWork(side)
+            try:
+                await self._rounds()
+            except Exception as exc:  # raised below, not wrapped in a group
+                failure = exc
+                side.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
 
     def _close_books(self, started: float) -> None:
         self.result.timings.total = time.monotonic() - started
@@ -192,6 +207,8 @@ class Rollout:
             parsed = parse_reply(reply.content, reply.tool_calls, round_index=rnd)
 
             if parsed.answer is not None:
+                if self._side_work is not None:  # references must be files before the answer
+                    await self._side_work.settle()
                 program = finalize_program(
                     parsed.answer, self.images.get, max_references=cfg.n_max_reference_images
                 )
@@ -383,6 +400,7 @@ class Rollout:
             seed=self.seed,
             logger=self.log,
             previous_done=previous,
+            side_work=self._side_work,
         )
         if self.emit is not None:
             await self.emit(

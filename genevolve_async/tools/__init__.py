@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._base import SideWork as SideWork
 from ._base import Tool as Tool
 from ._base import ToolContext as ToolContext
 from ._base import tool_schema as tool_schema
@@ -32,6 +33,7 @@ __all__ = [
     "QueryKnowledge",
     "SearchBackend",
     "SerperBackend",
+    "SideWork",
     "Tool",
     "ToolContext",
     "WebResult",

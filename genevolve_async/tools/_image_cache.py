@@ -4,18 +4,23 @@ One cache per :class:`Runtime` (``ImageCache.for_runtime``), shared by every
 rollout. A URL is fetched at most once at a time (later callers join the
 download under way) under a size cap and a deadline, kept in memory (or
 spilled to a temp file when large), then verified by Pillow and written
-atomically as ``<sha256 of the bytes>.<ext>`` in one worker-thread hop per
-image search, so the same picture found at two URLs is one file (and one
-``IMG_###`` id). An append-only index log lets a rerun reuse earlier
-downloads. Anything else is dropped and leaves no file.
+atomically as ``<sha256 of the bytes>.<ext>``, so the same picture found at
+two URLs is one file (and one ``IMG_###`` id). An append-only index log lets
+a rerun reuse earlier downloads. Anything else is dropped and leaves no file.
+
+Small images are verified on the loop and their file writes deferred
+(:meth:`ImageCache.download_many` then :meth:`ImageCache.ensure_stored`):
+the image search tool answers the policy at once and the rollout waits for
+its files only before its result is final, so a slow disk costs no latency.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -32,8 +37,12 @@ from .._http import redact_url
 from ._address import AddressPolicy, GuardedResolver, RefusedAddressError
 from ._image_files import (
     ImageRejectedError,
+    PlaceJob,
     StoreJob,
+    cache_name,
+    inspect_image,
     open_index_log,
+    place_images,
     read_index_log,
     remove_quietly,
     store_images,
@@ -56,6 +65,10 @@ _FLUSH = 256 * 1024  # bytes buffered per disk write: fewer thread hops
 # worker-thread hop that verifies them (one hop per image instead of many);
 # bigger ones stream to a temp file so memory stays bounded.
 _SPILL = 2 * 2**20
+# In-memory bodies up to this size are verified on the event loop (Pillow
+# reads headers and chunk checksums: tens of microseconds) and written later,
+# off the rollout's path; bigger ones are verified in a worker thread.
+_VERIFY_ON_LOOP = 256 * 1024
 _MEMO_SIZE = 65_536
 _ACCEPTED_TYPES = ("application/octet-stream", "binary/octet-stream")
 _HEADERS = {
@@ -68,6 +81,16 @@ class _Dropped(Exception):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(detail or reason)
         self.reason = reason
+
+
+@dataclass(slots=True, eq=False)
+class _Write:
+    """A verified image's deferred file write: waiting, under way, done or failed."""
+
+    job: PlaceJob
+    started: bool = False
+    done: anyio.Event = field(default_factory=anyio.Event)
+    error: OSError | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -117,6 +140,7 @@ class ImageCache:
         self._flights: dict[str, _Flight] = {}
         self._memo: dict[str, Path] = {}
         self._index_names: dict[str, str] = {}
+        self._writes: dict[Path, _Write] = {}
         # One or two storage threads, not anyio's default forty: each store is
         # short, and a crowd of threads fighting the event loop for the GIL
         # costs far more CPU (futex storms) than the stores themselves.
@@ -179,7 +203,12 @@ class ImageCache:
             )
 
     async def aclose(self) -> None:
-        """Close the index log and the guarded client, if we made one."""
+        """Write what is still unwritten, then close the index log and our client."""
+        waiting = [w for w in self._writes.values() if not w.started]
+        if waiting:
+            for write in waiting:
+                write.started = True
+            await self._place(waiting)
         fd, self._index_fd = self._index_fd, None
         if fd is not None:
             os.close(fd)
@@ -205,10 +234,25 @@ class ImageCache:
     async def fetch_many(self, urls: Sequence[str]) -> list[Path | None]:
         """Local files for ``urls`` (``None`` where dropped), in the same order.
 
-        The downloads run concurrently and the survivors are verified and
-        stored in one worker-thread hop: one image search costs one hop, not
-        one per image. Single flight holds across calls: a URL another call
+        The downloads run concurrently; every returned path is on disk when
+        this returns. Single flight holds across calls: a URL another call
         is already downloading is joined, not fetched twice.
+        """
+        paths = await self.download_many(urls)
+        failed = await self.ensure_stored(paths)
+        return [None if path in failed else path for path in paths]
+
+    async def download_many(self, urls: Sequence[str]) -> list[Path | None]:
+        """Download and verify ``urls``; leave small images' disk writes for later.
+
+        Returns the final path of each URL (``None`` where dropped), in order.
+        The paths are final (content-addressed, known once the bytes are
+        verified), but a small image's file may not be written yet: await
+        :meth:`ensure_stored` on them (in a task of its own if the caller has
+        other work to do) before handing them out as files. Writes on a slow
+        disk then overlap the caller's next steps instead of delaying them.
+        A write nobody ensured is done by the next caller that needs the file,
+        or when the cache closes: nothing verified is lost.
         """
         owned: dict[str, _Flight] = {}
         joined: dict[str, _Flight] = {}
@@ -241,10 +285,70 @@ class ImageCache:
                 self.stats.hits += 1
                 paths.append(self._memo.get(url))
                 continue
-            await flight.done.wait()
+            if not flight.done.is_set():  # a set Event still costs a loop cycle
+                await flight.done.wait()
             # The downloader was cancelled: try again ourselves.
             paths.append(await self.fetch(url) if flight.abandoned else flight.path)
         return paths
+
+    async def ensure_stored(self, paths: Iterable[Path | None]) -> set[Path]:
+        """Wait until the deferred writes behind ``paths`` are on disk.
+
+        Writes nobody has started are done here, in one worker-thread hop;
+        writes under way elsewhere are waited for. A started write is not
+        cancelled with its caller: it finishes, so nobody waits for ever.
+        Returns the paths the disk refused (they are forgotten, and a later
+        fetch downloads them again).
+        """
+        mine: list[_Write] = []
+        others: dict[Path, _Write] = {}
+        for path in paths:
+            write = self._writes.get(path) if path is not None else None
+            if path is None or write is None or path in others or write in mine:
+                continue
+            if write.started:
+                others[path] = write
+            else:
+                write.started = True
+                mine.append(write)
+        if mine:
+            await self._place(mine)
+        failed = {w.job.final for w in mine if w.error is not None}
+        for path, write in others.items():
+            if not write.done.is_set():
+                await write.done.wait()
+            if write.error is not None:
+                failed.add(path)
+        return failed
+
+    async def _place(self, writes: list[_Write]) -> None:
+        """Run started writes in one thread hop; record the outcome and wake waiters."""
+        errors: dict[Path, OSError] = {}
+        try:
+            if self._index_fd is None:
+                raise OSError("the image cache is closed")
+            store = partial(place_images, [w.job for w in writes], index_fd=self._index_fd)
+            # Shielded: others may wait on these files, so the thread's work
+            # and the bookkeeping below always finish.
+            with anyio.CancelScope(shield=True):
+                errors = await anyio.to_thread.run_sync(store, limiter=self._store_threads)
+        except OSError as exc:
+            errors = {w.job.final: exc for w in writes}
+        finally:
+            for write in writes:
+                write.error = errors.get(write.job.final)
+                if write.error is None:
+                    self._writes.pop(write.job.final, None)
+                else:  # kept on record, so a late waiter learns of it
+                    self._forget(write.job.final, write.error)
+                write.done.set()
+
+    def _forget(self, path: Path, error: OSError) -> None:
+        self.stats.dropped["io_error"] += 1
+        logger.warning("could not store image %s: %s", path.name, error)
+        for url in [u for u, p in self._memo.items() if p == path]:
+            del self._memo[url]
+            self._index_names.pop(self._url_key(url), None)
 
     async def _resolve_many(self, urls: list[str]) -> dict[str, Path | None]:
         out: dict[str, Path | None] = {}
@@ -284,35 +388,49 @@ class ImageCache:
             async with anyio.create_task_group() as tg:
                 for url in pending:
                     tg.start_soon(one, url)
-            if fetched:
-                jobs = [
-                    StoreJob(
-                        key=url,
-                        body=body,
-                        digest=digest,
-                        index_key=self._url_key(url),
+            # Small images are verified here, on the loop (tens of microseconds
+            # each), and written later; the rest take one thread hop together.
+            in_thread: list[StoreJob] = []
+            for url, (digest, size, body) in fetched.items():
+                if isinstance(body, Path) or len(body) > _VERIFY_ON_LOOP:
+                    in_thread.append(
+                        StoreJob(key=url, body=body, digest=digest, index_key=self._url_key(url))
                     )
-                    for url, (digest, _size, body) in fetched.items()
-                ]
+                else:
+                    out[url] = self._verified(url, digest, size, body)
+            if in_thread:
                 assert self._index_fd is not None, "the cache is not open"
                 store = partial(
                     store_images,
-                    jobs,
+                    in_thread,
                     folder=self.folder,
                     index_fd=self._index_fd,
                     max_pixels=self.settings.max_pixels,
                 )
                 # Not cancellable: the thread finishes its renames and cleanups.
                 outcomes = await anyio.to_thread.run_sync(store, limiter=self._store_threads)
-                stored = True
                 for url, outcome in outcomes.items():
                     out[url] = self._record(url, outcome, fetched[url][1])
+            stored = True
         finally:
             if not stored:  # cancelled between download and store: drop spilled files
                 for _digest, _size, body in fetched.values():
                     if isinstance(body, Path):
                         await remove_quietly(body)
         return out
+
+    def _verified(self, url: str, digest: str, size: int, body: bytes) -> Path | None:
+        """Verify small bytes on the loop; leave their write for :meth:`ensure_stored`."""
+        try:
+            image_format = inspect_image(io.BytesIO(body), self.settings.max_pixels)
+        except ImageRejectedError as exc:
+            return self._record(url, exc, size)
+        final = self.folder / cache_name(digest, image_format)
+        earlier = self._writes.get(final)
+        if earlier is None or earlier.error is not None:
+            job = PlaceJob(final=final, body=body, index_key=self._url_key(url))
+            self._writes[final] = _Write(job=job)
+        return self._record(url, final, size)
 
     def _drop(self, url: str, exc: _Dropped) -> None:
         self.stats.dropped[exc.reason] += 1

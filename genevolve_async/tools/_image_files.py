@@ -23,9 +23,13 @@ from PIL import Image
 __all__ = [
     "FORMAT_EXTENSIONS",
     "ImageRejectedError",
+    "PlaceJob",
     "StoreJob",
+    "cache_name",
     "inspect_image",
     "open_index_log",
+    "place_image",
+    "place_images",
     "read_index_log",
     "remove_quietly",
     "store_image",
@@ -123,6 +127,35 @@ def _write_file_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def place_image(body: bytes | Path, *, final: Path, index_key: str, index_fd: int) -> Path:
+    """Move verified image bytes to ``final`` and append their index line.
+
+    Blocking: run it in a worker thread. ``body`` is the bytes of a small
+    download or the temp file a large one was streamed to (removed here
+    whatever happens). The file lands atomically, then one line appended to
+    the index log (``index_fd``, opened with ``O_APPEND``: one small write per
+    entry, atomic between processes) maps the URL's key to it.
+
+    Raises:
+        OSError: the disk refused.
+    """
+    try:
+        if isinstance(body, Path):
+            os.replace(body, final)
+        elif not final.exists():  # content-addressed: the same bytes are already there
+            _write_file_atomic(final, body)
+        os.write(index_fd, f"{index_key}\t{final.name}\n".encode())
+        return final
+    finally:
+        if isinstance(body, Path):
+            body.unlink(missing_ok=True)
+
+
+def cache_name(digest: str, image_format: str) -> str:
+    """The cache's file name for verified bytes: content-addressed, with the format's extension."""
+    return f"{digest[:32]}{FORMAT_EXTENSIONS[image_format]}"
+
+
 def store_image(
     body: bytes | Path,
     *,
@@ -134,12 +167,9 @@ def store_image(
 ) -> Path:
     """Verify a downloaded image and move it into the cache, in one worker-thread hop.
 
-    Blocking: run it in a worker thread. ``body`` is the bytes of a small
-    download or the temp file a large one was streamed to (removed here
-    whatever happens). The file lands atomically as ``<digest[:32]><ext>``,
-    then one line appended to the index log (``index_fd``, opened with
-    ``O_APPEND``: one small write per entry, atomic between processes) maps
-    the URL's key to it.
+    Blocking: run it in a worker thread. ``body`` as for :func:`place_image`
+    (a temp file is removed whatever happens); the file lands as
+    ``<digest[:32]><ext>``.
 
     Raises:
         ImageRejectedError: not an acceptable image.
@@ -150,16 +180,12 @@ def store_image(
             image_format = inspect_image(str(body), max_pixels)
         else:
             image_format = inspect_image(io.BytesIO(body), max_pixels)
-        final = folder / f"{digest[:32]}{FORMAT_EXTENSIONS[image_format]}"
-        if isinstance(body, Path):
-            os.replace(body, final)
-        elif not final.exists():  # content-addressed: the same bytes are already there
-            _write_file_atomic(final, body)
-        os.write(index_fd, f"{index_key}\t{final.name}\n".encode())
-        return final
-    finally:
+    except BaseException:
         if isinstance(body, Path):
             body.unlink(missing_ok=True)
+        raise
+    final = folder / cache_name(digest, image_format)
+    return place_image(body, final=final, index_key=index_key, index_fd=index_fd)
 
 
 @dataclass(kw_only=True, slots=True, frozen=True)
@@ -193,6 +219,29 @@ def store_images(
         except (ImageRejectedError, OSError) as exc:
             out[job.key] = exc
     return out
+
+
+@dataclass(kw_only=True, slots=True, frozen=True)
+class PlaceJob:
+    """Verified image bytes waiting to be written to their final path."""
+
+    final: Path
+    body: bytes
+    index_key: str
+
+
+def place_images(jobs: list[PlaceJob], *, index_fd: int) -> dict[Path, OSError]:
+    """:func:`place_image` for several verified images, in one worker-thread hop.
+
+    Returns the error of each job the disk refused (none: all written).
+    """
+    failed: dict[Path, OSError] = {}
+    for job in jobs:
+        try:
+            place_image(job.body, final=job.final, index_key=job.index_key, index_fd=index_fd)
+        except OSError as exc:
+            failed[job.final] = exc
+    return failed
 
 
 def read_index_log(path: Path) -> dict[str, str]:

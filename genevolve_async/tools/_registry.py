@@ -29,6 +29,7 @@ class ImageRegistry:
     def __init__(self) -> None:
         self._by_id: dict[str, ImageRecord] = {}
         self._by_key: dict[str, ImageRecord] = {}
+        self._lost: set[str] = set()
 
     def register(
         self, *, local_path: str, url: str = "", title: str = "", page_url: str = ""
@@ -36,9 +37,12 @@ class ImageRegistry:
         """Register an image (or find it again) and return its record."""
         for key in (f"path:{local_path}", f"url:{url}" if url else ""):
             if key and key in self._by_key:
-                return self._by_key[key]
+                found = self._by_key[key]
+                if found.local_path == local_path:
+                    self._lost.discard(found.img_id)  # downloaded again: its file is due again
+                return found
         record = ImageRecord(
-            img_id=f"IMG_{len(self._by_id) + 1:03d}",
+            img_id=f"IMG_{len(self._by_id) + 1:03d}",  # lost ones keep their ids
             local_path=local_path,
             url=url,
             title=title,
@@ -50,14 +54,24 @@ class ImageRegistry:
             self._by_key[f"url:{url}"] = record
         return record
 
+    def discard(self, local_path: str) -> None:
+        """Mark the image at ``local_path`` as lost (its file could not be written).
+
+        Its id stays taken, so later ids do not shift, but :meth:`get` no
+        longer finds it: a program that references it loses that reference.
+        """
+        record = self._by_key.get(f"path:{local_path}")
+        if record is not None:
+            self._lost.add(record.img_id)
+
     def get(self, img_id: str) -> ImageRecord | None:
-        return self._by_id.get(img_id)
+        return None if img_id in self._lost else self._by_id.get(img_id)
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._by_id) - len(self._lost)
 
     def __iter__(self) -> Iterator[ImageRecord]:
-        return iter(self._by_id.values())
+        return (r for r in self._by_id.values() if r.img_id not in self._lost)
 
     def records(self) -> list[ImageRecord]:
-        return list(self._by_id.values())
+        return list(self)

@@ -14,6 +14,7 @@ same way, so the agent ends the rollout with a clear error.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from .._types import JSONObject
 from ._base import ToolContext
 from ._image_cache import ImageCache
 from ._image_settings import ImageCacheSettings, ImageCacheStats
+from ._registry import ImageRegistry
 from ._search_backend import ImageResult, SearchBackend, WebResult
 from ._serper import SerperBackend
 
@@ -304,7 +306,9 @@ class ImageSearch:
         except ServiceError as exc:
             return f"--- image search error for [{query}]: {_one_line(str(exc))} ---"
         cache = await ImageCache.for_runtime(context.runtime, self.cache_settings)
-        paths = await cache.fetch_many([r.image_url for r in results])
+        urls = [r.image_url for r in results]
+        deferred = context.side_work is not None
+        paths = await (cache.download_many(urls) if deferred else cache.fetch_many(urls))
         entries: list[tuple[str, ImageResult, Path]] = []
         # Ids in result order, after the turn's earlier calls registered theirs.
         async with context.registration() as registry:
@@ -318,4 +322,18 @@ class ImageSearch:
                     page_url=result.page_url,
                 )
                 entries.append((record.img_id, result, path))
+        if context.side_work is not None:
+            # Answer now: the files are written while the policy thinks, and
+            # the rollout waits for them before it resolves its answer.
+            # Started after registration, so a failed write finds its record.
+            context.side_work.start(
+                partial(_store_or_discard, cache, paths, context.images), name="image writes"
+            )
         return format_image_block(query, entries)
+
+
+async def _store_or_discard(
+    cache: ImageCache, paths: list[Path | None], registry: ImageRegistry
+) -> None:
+    for path in await cache.ensure_stored(paths):
+        registry.discard(str(path))

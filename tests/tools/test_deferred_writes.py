@@ -1,0 +1,217 @@
+"""Deferred image writes: the observation comes first, the files before the answer.
+
+Small images are verified on the loop and written off the rollout's path; the
+rollout settles the writes before it resolves its answer, and nothing a
+cancelled or failed writer left behind is lost or waited for for ever.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from genevolve_async import GenEvolveAgent, Runtime
+from genevolve_async.agent import ToolCallFinished
+from genevolve_async.sim import SimImageHost, SimPolicy, SimSerper
+from genevolve_async.tools import ImageCache, ImageCacheSettings, SideWork
+from genevolve_async.tools import _image_cache as image_cache_module
+
+from .test_agent_with_search import is_file, search_tools
+
+Host = tuple[SimImageHost, str]
+_WRITE_DELAY = 0.4
+
+
+def exists(path: str) -> bool:
+    return Path(path).exists()
+
+
+def slow_disk(monkeypatch: pytest.MonkeyPatch, delay: float = _WRITE_DELAY) -> list[float]:
+    """Every deferred write hop sleeps ``delay`` first; returns when each hop ended."""
+    real = image_cache_module.place_images
+    ended: list[float] = []
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(delay)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            ended.append(time.monotonic())
+
+    monkeypatch.setattr(image_cache_module, "place_images", slow)
+    return ended
+
+
+def broken_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every deferred write is refused, as a full disk would."""
+
+    def refuse(jobs: list[Any], **_: Any) -> dict[Path, OSError]:
+        return {job.final: OSError(28, "No space left on device") for job in jobs}
+
+    monkeypatch.setattr(image_cache_module, "place_images", refuse)
+
+
+async def test_the_observation_does_not_wait_for_the_disk_but_the_answer_does(
+    monkeypatch: pytest.MonkeyPatch,
+    sim_policy: tuple[SimPolicy, str],
+    serper: tuple[SimSerper, str],
+    runtime: Runtime,
+    cache_settings: ImageCacheSettings,
+) -> None:
+    ended = slow_disk(monkeypatch)
+    agent = GenEvolveAgent(
+        runtime=runtime, base_url=sim_policy[1], tools=search_tools(serper[1], cache_settings)
+    )
+    image_search_seconds: list[float] = []
+    async with agent.stream("a lighthouse on a cliff at dawn") as events:
+        async for event in events:
+            if isinstance(event, ToolCallFinished) and event.name == "image_search":
+                image_search_seconds.append(event.seconds)
+                # The policy has its observation; the files are still being written.
+                paths = [
+                    line.split("local_path: ", 1)[1]
+                    for line in event.observation.splitlines()
+                    if "local_path: " in line
+                ]
+                assert paths and not any(exists(p) for p in paths)
+            if event.kind == "finished":
+                result = event.result
+    assert image_search_seconds and image_search_seconds[0] < _WRITE_DELAY
+    assert result.termination == "answer", result.error
+    assert ended, "the deferred write never ran"
+    # Every image the policy saw is a file by the time the result exists.
+    assert result.registered_images
+    assert all(is_file(r.local_path) for r in result.registered_images)
+    assert [r.img_id for r in result.reference_images] == ["IMG_001", "IMG_002"]
+
+
+async def test_a_refused_write_drops_the_reference_and_the_rollout_still_answers(
+    monkeypatch: pytest.MonkeyPatch,
+    sim_policy: tuple[SimPolicy, str],
+    serper: tuple[SimSerper, str],
+    runtime: Runtime,
+    cache_settings: ImageCacheSettings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken_disk(monkeypatch)
+    agent = GenEvolveAgent(
+        runtime=runtime, base_url=sim_policy[1], tools=search_tools(serper[1], cache_settings)
+    )
+    result = await agent.arun("a lighthouse on a cliff at dawn")
+    assert result.termination == "answer", result.error
+    assert result.reference_images == []  # both references were lost with their files
+    assert result.registered_images == []
+    cache = await ImageCache.for_runtime(runtime)
+    assert cache.stats.dropped["io_error"] >= 2
+    assert "could not store image" in caplog.text
+    assert not any(p.suffix == ".png" for p in cache.folder.iterdir())
+
+
+async def test_fetch_many_waits_for_the_files(
+    monkeypatch: pytest.MonkeyPatch,
+    images: Host,
+    runtime: Runtime,
+    cache_settings: ImageCacheSettings,
+) -> None:
+    slow_disk(monkeypatch, delay=0.05)
+    _, url = images
+    cache = await ImageCache.for_runtime(runtime, cache_settings)
+    paths = await cache.fetch_many([f"{url}/img/a.png", f"{url}/img/b.png"])
+    assert all(p is not None and p.is_file() for p in paths)
+
+
+async def test_fetch_many_reports_a_refused_write_as_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+    images: Host,
+    runtime: Runtime,
+    cache_settings: ImageCacheSettings,
+) -> None:
+    broken_disk(monkeypatch)
+    _, url = images
+    cache = await ImageCache.for_runtime(runtime, cache_settings)
+    assert await cache.fetch_many([f"{url}/img/a.png"]) == [None]
+    monkeypatch.undo()  # the disk recovers: the image is fetched and written again
+    path = await cache.fetch(f"{url}/img/a.png")
+    assert path is not None and path.is_file()
+
+
+async def test_a_write_nobody_ensured_is_done_by_the_next_caller(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    host, url = images
+    cache = await ImageCache.for_runtime(runtime, cache_settings)
+    [path] = await cache.download_many([f"{url}/img/owl.png"])  # its owner never stores it
+    assert path is not None and not path.exists()
+    assert await cache.fetch(f"{url}/img/owl.png") == path  # a memo hit, and the write
+    assert path.is_file() and host.downloads["owl.png"] == 1
+
+
+async def test_closing_the_cache_writes_what_is_still_unwritten(
+    images: Host, cache_settings: ImageCacheSettings
+) -> None:
+    _, url = images
+    async with Runtime() as runtime:
+        cache = await ImageCache.for_runtime(runtime, cache_settings)
+        [path] = await cache.download_many([f"{url}/img/elk.png"])
+        assert path is not None and not path.exists()
+    assert path.is_file()
+    index = (cache.folder / ".index.log").read_text()
+    assert path.name in index
+
+
+async def test_cancelling_the_writer_neither_loses_the_file_nor_strands_its_waiters(
+    monkeypatch: pytest.MonkeyPatch,
+    images: Host,
+    runtime: Runtime,
+    cache_settings: ImageCacheSettings,
+) -> None:
+    slow_disk(monkeypatch, delay=0.3)
+    _, url = images
+    cache = await ImageCache.for_runtime(runtime, cache_settings)
+    [path] = await cache.download_many([f"{url}/img/lynx.png"])
+    assert path is not None
+    waited: list[set[Path]] = []
+
+    async def waiter() -> None:
+        await anyio.sleep(0.05)  # the writer has started
+        waited.append(await cache.ensure_stored([path]))
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            with anyio.move_on_after(0.1):  # the writer's caller gives up mid-write
+                await cache.ensure_stored([path])
+    assert waited == [set()]
+    assert path.is_file()
+
+
+async def test_side_work_settles_and_logs_failures_instead_of_raising(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    done: list[str] = []
+    threads: set[int] = set()
+
+    async def slow() -> None:
+        await anyio.sleep(0.05)
+        threads.add(threading.get_ident())
+        done.append("slow")
+
+    async def broken() -> None:
+        raise OSError("disk on fire")
+
+    async with anyio.create_task_group() as tg:
+        side = SideWork(tg)
+        await side.settle()  # nothing started: returns at once
+        side.start(slow, name="slow work")
+        side.start(broken, name="broken work")
+        await side.settle()
+        assert done == ["slow"]
+        side.start(slow)  # settle again after more work
+        await side.settle()
+    assert done == ["slow", "slow"]
+    assert "broken work failed" in caplog.text
