@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from ._chart import SweepPoint, draw_sweep_chart
 from ._compare import REFERENCE_RUNNERS, run_reference
 from ._report import Scenario, theoretical_throughput
 from ._run import run_rollouts
+from ._summary import medians, ratios
 
 __all__ = ["main"]
 
@@ -83,6 +85,19 @@ def _parser() -> argparse.ArgumentParser:
         help="the reliability run instead: every fault at once, audited (2,000 rollouts at 500 "
         "in flight; GENEVOLVE_CHAOS_ROLLOUTS and GENEVOLVE_CHAOS_IN_FLIGHT scale it)",
     )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run every runner N times, interleaved, and report medians (timings here move 10%% run to run)",
+    )
+    p.add_argument(
+        "--image-dir",
+        type=Path,
+        default=None,
+        help="where the runs' throw-away image folders go (default: /dev/shm when there is one, so the "
+        "figures measure the runtime rather than this machine's disk; name a disk folder to include it)",
+    )
     p.add_argument("--result-dir", type=Path, default=Path("bench-results"))
     p.add_argument("--save-result", action=argparse.BooleanOptionalAction, default=True)
     return p
@@ -135,6 +150,8 @@ async def _run(args: argparse.Namespace, report: dict[str, Any]) -> None:
         seed=args.seed,
     )
     compare = [c for c in args.compare.split(",") if c]
+    image_root = _image_root(args.image_dir)
+    report["machine"]["image_dir"] = str(image_root or tempfile.gettempdir())
     for name in compare:
         if name not in REFERENCE_RUNNERS:
             raise SystemExit(f"--compare: unknown runner {name!r}; choose from {', '.join(REFERENCE_RUNNERS)}")
@@ -148,48 +165,47 @@ async def _run(args: argparse.Namespace, report: dict[str, Any]) -> None:
         for level in _levels(args):
             n = args.num_rollouts or 10 * level
             routes = ("lean", "openai") if args.policy_route == "both" else (args.policy_route,)
-            for route in routes:
-                ours = await run_rollouts(
-                    policy_urls=urls["policy"],
-                    serper_url=urls["serper"],
-                    num_rollouts=n,
-                    concurrency=level,
-                    scenario=scenario,
-                    request_rate=args.request_rate,
-                    seed=args.seed,
-                    serper_rate=args.serper_rate,
-                    policy_route=route,
-                )
-                row = ours.to_dict()
-                duration = max(ours.drive.duration, 1e-9)
-                row["model_calls_per_s"] = round(ours.model_calls / duration, 2)
-                row["tool_calls_per_s"] = {k: round(v / duration, 2) for k, v in sorted(ours.tool_calls.items())}
-                report["runs"].append(row)
-            for name in compare:
-                ref = await run_reference(
-                    name,
-                    urls=urls,
-                    num_rollouts=n,
-                    concurrency=level,
-                    critical_path=scenario.critical_path,
-                    rounds=args.rounds,
-                    stop_after=args.compare_seconds,
-                )
-                report["runs"].append(ref)
+            for repeat in range(max(1, args.repeat)):
+                tag = {"repeat": repeat} if args.repeat > 1 else {}
+                for route in routes:
+                    ours = await run_rollouts(
+                        policy_urls=urls["policy"],
+                        serper_url=urls["serper"],
+                        num_rollouts=n,
+                        concurrency=level,
+                        scenario=scenario,
+                        request_rate=args.request_rate,
+                        seed=args.seed,
+                        serper_rate=args.serper_rate,
+                        policy_route=route,
+                        image_root=image_root,
+                    )
+                    row = ours.to_dict()
+                    duration = max(ours.drive.duration, 1e-9)
+                    row["model_calls_per_s"] = round(ours.model_calls / duration, 2)
+                    row["tool_calls_per_s"] = {k: round(v / duration, 2) for k, v in sorted(ours.tool_calls.items())}
+                    report["runs"].append({**row, **tag})
+                for name in compare:
+                    ref = await run_reference(
+                        name,
+                        urls=urls,
+                        num_rollouts=n,
+                        concurrency=level,
+                        critical_path=scenario.critical_path,
+                        rounds=args.rounds,
+                        stop_after=args.compare_seconds,
+                        image_root=image_root,
+                    )
+                    report["runs"].append({**ref, **tag})
 
 
-def _ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for ours in (r for r in runs if r["runner"] == "genevolve-async"):
-        level = ours["max_concurrency"]
-        for ref in (r for r in runs if r["runner"] != "genevolve-async" and r["max_concurrency"] == level):
-            entry: dict[str, Any] = {"max_concurrency": level, "versus": ref["runner"]}
-            if ref.get("rollouts_per_s"):
-                entry["throughput_ratio"] = round(ours["rollouts_per_s"] / ref["rollouts_per_s"], 2)
-            if ref.get("cpu_ms_per_rollout"):
-                entry["cpu_ratio"] = round(ours["cpu_ms_per_rollout"] / ref["cpu_ms_per_rollout"], 3)
-            out.append(entry)
-    return out
+def _image_root(chosen: Path | None) -> Path | None:
+    """The folder for the runs' image folders: ``chosen``, else /dev/shm if usable, else the temp dir."""
+    if chosen is not None:
+        chosen.mkdir(parents=True, exist_ok=True)
+        return chosen
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -216,11 +232,19 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python -m genevolve_async.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "runs": [],
     }
+    if args.repeat < 1:
+        raise SystemExit("--repeat: at least 1")
     anyio.run(_run, args, report, backend_options=backend_options)
-    report["ratios"] = _ratios(report["runs"])
+    report["ratios"] = ratios(report["runs"])
     print(_table(report["runs"]))
     for ratio in report["ratios"]:
         print(f"vs {ratio['versus']} at {ratio['max_concurrency']} in flight: {ratio}")
+    if args.repeat > 1:
+        report["medians"] = medians(report["runs"], report["ratios"])
+        print(f"medians over {args.repeat} interleaved repetitions:")
+        for entry in report["medians"]:
+            figures = {k: v for k, v in entry.items() if not k.endswith("_range")}
+            print(f"  {figures}")
     if args.save_result:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         args.result_dir.mkdir(parents=True, exist_ok=True)

@@ -65,10 +65,11 @@ async def run_reference(
     critical_path: float,
     rounds: int,
     stop_after: float | None,
+    image_root: Path | None = None,
 ) -> dict[str, Any]:
     """Run one reference runner against the same simulated backends."""
     module = _benchmarks(runner)
-    with tempfile.TemporaryDirectory(prefix=f"genevolve-{runner}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"genevolve-{runner}-", dir=image_root) as tmp:
         if runner == "bare":
             connector = aiohttp.TCPConnector(limit=max(1024, concurrency * 4))
             async with aiohttp.ClientSession(connector=connector) as session:

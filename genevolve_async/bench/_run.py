@@ -118,6 +118,7 @@ async def run_rollouts(
     serper_rate: float | None = None,
     max_connections: int | None = None,
     policy_route: str = "lean",
+    image_root: Path | None = None,
 ) -> BenchResult:
     """Run ``num_rollouts`` rollouts through a fresh runtime and agent, and measure."""
     limits = {"serper": ProviderLimits(rate=serper_rate)} if serper_rate else {}
@@ -126,7 +127,7 @@ async def run_rollouts(
         limits=limits,
         record_grants=True,
     )
-    with tempfile.TemporaryDirectory(prefix="genevolve-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="genevolve-bench-", dir=image_root) as tmp:
         async with Runtime(config) as runtime:
             tools = bench_tools(serper_url, Path(tmp)) if serper_url else [QueryKnowledge()]
             agent = GenEvolveAgent(

@@ -13,6 +13,7 @@ import sys
 
 import anyio
 
+from .._gc import tune_gc_for_throughput
 from ._stack import SimConfig, SimStack
 
 
@@ -32,6 +33,9 @@ async def _serve(config: SimConfig) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     config = _parse(argv)
+    # Thousands of requests a second: full collections would stall every
+    # simulated service at once and show up as our latency.
+    tune_gc_for_throughput()
     try:
         import uvloop  # noqa: F401  # the sim's CPU is not what we measure; make it cheap
 

@@ -45,3 +45,33 @@ def test_chart_refuses_no_points(tmp_path: Path) -> None:
         [SweepPoint(runner="genevolve-async", concurrency=16, throughput=5.0)], tmp_path / "one.png", title="t"
     )
     assert path.is_file()
+
+
+def test_repeats_interleave_the_runners_and_report_medians(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images = tmp_path / "images"
+    main(
+        [
+            "--max-concurrency", "4", "--num-rollouts", "8", "--model-latency", "0.02",
+            "--search-latency", "0.01", "--download-latency", "0.005", "--spread", "0",
+            "--compare", "bare", "--compare-seconds", "30", "--no-uvloop", "--repeat", "2",
+            "--image-dir", str(images), "--result-dir", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert "medians over 2 interleaved repetitions" in capsys.readouterr().out
+    (report_path,) = tmp_path.glob("bench-*.json")
+    report = json.loads(report_path.read_text())
+    assert [(r["runner"], r["repeat"]) for r in report["runs"]] == [
+        ("genevolve-async", 0), ("bare", 0), ("genevolve-async", 1), ("bare", 1),
+    ]  # fmt: skip
+    assert [r["repeat"] for r in report["ratios"]] == [0, 1]
+    ours = next(m for m in report["medians"] if m["runner"] == "genevolve-async")
+    assert ours["repeats"] == 2 and "cpu_ratio_vs_bare" in ours
+    assert report["machine"]["image_dir"] == str(images)
+    assert images.is_dir() and not any(images.iterdir())  # the runs' folders are cleaned up
+
+
+def test_repeat_must_be_positive() -> None:
+    with pytest.raises(SystemExit, match="--repeat"):
+        main(["--repeat", "0", "--no-save-result"])
