@@ -20,6 +20,7 @@ import hashlib
 import io
 import logging
 import os
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -69,6 +70,8 @@ _SPILL = 2 * 2**20
 # reads headers and chunk checksums: tens of microseconds) and written later,
 # off the rollout's path; bigger ones are verified in a worker thread.
 _VERIFY_ON_LOOP = 256 * 1024
+_WRITES_PER_HOP = 64  # a hop that also takes others' unstarted writes stays short
+_FAILED_WRITES_KEPT = 4096
 _MEMO_SIZE = 65_536
 _ACCEPTED_TYPES = ("application/octet-stream", "binary/octet-stream")
 _HEADERS = {
@@ -141,6 +144,7 @@ class ImageCache:
         self._memo: dict[str, Path] = {}
         self._index_names: dict[str, str] = {}
         self._writes: dict[Path, _Write] = {}
+        self._failed_writes: deque[Path] = deque()
         # One or two storage threads, not anyio's default forty: each store is
         # short, and a crowd of threads fighting the event loop for the GIL
         # costs far more CPU (futex storms) than the stores themselves.
@@ -300,11 +304,12 @@ class ImageCache:
         Returns the paths the disk refused (they are forgotten, and a later
         fetch downloads them again).
         """
+        asked = {path for path in paths if path is not None}
         mine: list[_Write] = []
         others: dict[Path, _Write] = {}
-        for path in paths:
-            write = self._writes.get(path) if path is not None else None
-            if path is None or write is None or path in others or write in mine:
+        for path in asked:
+            write = self._writes.get(path)
+            if write is None:
                 continue
             if write.started:
                 others[path] = write
@@ -312,8 +317,17 @@ class ImageCache:
                 write.started = True
                 mine.append(write)
         if mine:
+            # Take along writes nobody started: a rollout cancelled between its
+            # download and its side work leaves some, and they hold bytes.
+            # Taking over is safe: their owner, if any, waits on the same event.
+            for write in self._writes.values():
+                if len(mine) >= _WRITES_PER_HOP:
+                    break
+                if not write.started and write.error is None:
+                    write.started = True
+                    mine.append(write)
             await self._place(mine)
-        failed = {w.job.final for w in mine if w.error is not None}
+        failed = {w.job.final for w in mine if w.error is not None and w.job.final in asked}
         for path, write in others.items():
             if not write.done.is_set():
                 await write.done.wait()
@@ -337,10 +351,19 @@ class ImageCache:
         finally:
             for write in writes:
                 write.error = errors.get(write.job.final)
+                final = write.job.final
                 if write.error is None:
-                    self._writes.pop(write.job.final, None)
-                else:  # kept on record, so a late waiter learns of it
-                    self._forget(write.job.final, write.error)
+                    self._writes.pop(final, None)
+                else:
+                    # Kept on record (without its bytes) so that a late waiter
+                    # learns of it; the oldest records go first.
+                    write.job = PlaceJob(final=final, body=b"", index_key=write.job.index_key)
+                    self._failed_writes.append(final)
+                    if len(self._failed_writes) > _FAILED_WRITES_KEPT:
+                        old = self._failed_writes.popleft()
+                        if (kept := self._writes.get(old)) is not None and kept.error is not None:
+                            del self._writes[old]
+                    self._forget(final, write.error)
                 write.done.set()
 
     def _forget(self, path: Path, error: OSError) -> None:

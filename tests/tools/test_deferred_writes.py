@@ -215,3 +215,48 @@ async def test_side_work_settles_and_logs_failures_instead_of_raising(
         await side.settle()
     assert done == ["slow", "slow"]
     assert "broken work failed" in caplog.text
+
+
+async def test_an_orphaned_write_rides_along_with_the_next_one(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    _, url = images
+    cache = await ImageCache.for_runtime(runtime, cache_settings)
+    [orphan] = await cache.download_many([f"{url}/img/orphan.png"])  # its rollout was cancelled
+    assert orphan is not None and not orphan.exists()
+    # Another image's write takes the orphan along: its bytes do not wait for the cache to close.
+    [other] = await cache.fetch_many([f"{url}/img/other.png"])
+    assert other is not None and other.is_file()
+    assert orphan.is_file()
+
+
+async def test_a_failure_is_reported_to_whoever_asks_for_that_file(
+    monkeypatch: pytest.MonkeyPatch,
+    images: Host,
+    runtime: Runtime,
+    cache_settings: ImageCacheSettings,
+) -> None:
+    broken_disk(monkeypatch)
+    _, url = images
+    cache = await ImageCache.for_runtime(runtime, cache_settings)
+    paths = await cache.download_many([f"{url}/img/lost{i}.png" for i in range(4)])
+    # The first call writes (and fails) all four, but answers only for its own...
+    assert await cache.ensure_stored(paths[:1]) == {paths[0]}
+    # ...and the others learn of their failure when they ask.
+    assert await cache.ensure_stored(paths[1:]) == set(paths[1:])
+
+
+async def test_failed_writes_are_remembered_without_their_bytes_and_not_for_ever(
+    monkeypatch: pytest.MonkeyPatch,
+    images: Host,
+    runtime: Runtime,
+    cache_settings: ImageCacheSettings,
+) -> None:
+    broken_disk(monkeypatch)
+    monkeypatch.setattr(image_cache_module, "_FAILED_WRITES_KEPT", 2)
+    _, url = images
+    cache = await ImageCache.for_runtime(runtime, cache_settings)
+    paths = await cache.download_many([f"{url}/img/lost{i}.png" for i in range(4)])
+    assert await cache.ensure_stored(paths) == set(paths)
+    kept = [w for w in cache._writes.values() if w.error is not None]
+    assert len(kept) == 2 and all(w.job.body == b"" for w in kept)
