@@ -66,6 +66,8 @@ def test_repeats_interleave_the_runners_and_report_medians(
         ("genevolve-async", 0), ("bare", 0), ("genevolve-async", 1), ("bare", 1),
     ]  # fmt: skip
     assert [r["repeat"] for r in report["ratios"]] == [0, 1]
+    bare = report["runs"][1]
+    assert 0 < bare["latency_p50_s"] <= bare["latency_p99_s"] and bare["latency_mean_s"] > 0
     ours = next(m for m in report["medians"] if m["runner"] == "genevolve-async")
     assert ours["repeats"] == 2 and "cpu_ratio_vs_bare" in ours
     assert report["machine"]["image_dir"] == str(images)
