@@ -93,6 +93,7 @@ class EndpointPool:
         self._clock = clock
         self._tiebreak = itertools.count()
         self._room = anyio.Event()
+        self._waiting = 0
 
     def set_capacity(self, endpoint: Endpoint, capacity: int | None) -> None:
         """Change an endpoint's cap (e.g. from the GPU count its health reports)."""
@@ -149,8 +150,9 @@ class EndpointPool:
         self._wake()
 
     def _wake(self) -> None:
-        self._room.set()
-        self._room = anyio.Event()
+        if self._waiting:  # a fresh Event per release costs, and mostly nobody waits
+            self._room.set()
+            self._room = anyio.Event()
 
     async def _acquire(self, prefer: Endpoint | None, avoid: Endpoint | None) -> Endpoint:
         while True:
@@ -170,8 +172,12 @@ class EndpointPool:
                 return chosen
             room = self._room
             # Wake on released capacity, or when a quarantine may expire.
-            with anyio.move_on_after(self._next_expiry_in()):
-                await room.wait()
+            self._waiting += 1
+            try:
+                with anyio.move_on_after(self._next_expiry_in()):
+                    await room.wait()
+            finally:
+                self._waiting -= 1
 
     def _choose(
         self, healthy: list[Endpoint], prefer: Endpoint | None, avoid: Endpoint | None

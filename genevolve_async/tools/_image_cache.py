@@ -150,6 +150,7 @@ class ImageCache:
         # costs far more CPU (futex storms) than the stores themselves.
         self._store_threads = anyio.CapacityLimiter(2)
         self._session: aiohttp.ClientSession | None = None
+        self._accepted: list[ImageCacheSettings] = []
 
     @classmethod
     async def for_runtime(
@@ -165,19 +166,23 @@ class ImageCache:
         Raises:
             ConfigurationError: the runtime's cache was opened with other settings.
         """
-        wanted = (settings or ImageCacheSettings()).resolve()
 
         async def factory() -> ImageCache:
-            cache = cls(runtime, wanted)
+            cache = cls(runtime, (settings or ImageCacheSettings()).resolve())
             await cache.open()
             return cache
 
         cache = await runtime.resource(_RESOURCE_KEY, factory, close=ImageCache.aclose)
-        if settings is not None and cache.settings != wanted:
+        # Every image search asks: resolving (which reads the environment) and
+        # comparing once per settings object is enough, as they are frozen.
+        if settings is None or any(settings is seen for seen in cache._accepted):
+            return cache
+        if cache.settings != settings.resolve():
             raise ConfigurationError(
                 "this Runtime's image cache was opened with different settings "
                 f"({cache.settings}); one Runtime has one image cache"
             )
+        cache._accepted = [*cache._accepted[-7:], settings]
         return cache
 
     async def open(self) -> None:

@@ -210,15 +210,16 @@ class SerperBackend:
 
 def _checked(data: Any, endpoint: str, service: str, url: str) -> dict[str, Any]:
     """The answer if it is a usable object; gateways may say 200 and mean an error."""
-    where = f"{service} {redact_url(url)}"
     if not isinstance(data, dict):
+        where = f"{service} {redact_url(url)}"
         raise BadResponseError(f"{where} answered JSON that is not an object", service=service)
     expected = "organic" if endpoint == "search" else "images"
     error = data.get("error")
     message = data.get("message")
     status = _int(data.get("statusCode"))
     if not error and not (message and expected not in data) and not (status and status >= 400):
-        return data
+        return data  # the common case: no URL to redact
+    where = f"{service} {redact_url(url)}"
     detail = error if error else message
     if isinstance(detail, Mapping):
         detail = detail.get("message") or _json.dumps(detail)
