@@ -16,6 +16,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from ._chart import SweepPoint, draw_sweep_chart
 from ._compare import REFERENCE_RUNNERS, run_reference
 from ._report import Scenario, theoretical_throughput
 from ._run import run_rollouts
-from ._summary import medians, ratios
+from ._summary import MEDIAN_KEYS, medians, ratios
 
 __all__ = ["main"]
 
@@ -115,11 +116,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    width = max(len(k) for k in _TABLE_KEYS)
+def _table(rows: list[dict[str, Any]], keys: Sequence[str] = _TABLE_KEYS) -> str:
+    width = max(len(k) for k in [*keys, "in flight"])
     header = f"{'':<{width}}  " + "  ".join(f"{r['runner'][:16]:>16}" for r in rows)
     lines = [header, f"{'in flight':<{width}}  " + "  ".join(f"{r['max_concurrency']:>16}" for r in rows)]
-    for key in _TABLE_KEYS:
+    for key in keys:
         if not any(key in r for r in rows):
             continue
         cells = "  ".join(f"{_cell(r.get(key, '')):>16}" for r in rows)
@@ -241,10 +242,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"vs {ratio['versus']} at {ratio['max_concurrency']} in flight: {ratio}")
     if args.repeat > 1:
         report["medians"] = medians(report["runs"], report["ratios"])
-        print(f"medians over {args.repeat} interleaved repetitions:")
-        for entry in report["medians"]:
-            figures = {k: v for k, v in entry.items() if not k.endswith("_range")}
-            print(f"  {figures}")
+        ratio_keys = sorted({k for m in report["medians"] for k in m if "_ratio_vs_" in k})
+        print(f"\nmedians over {args.repeat} interleaved repetitions (ranges in the report):")
+        print(_table(report["medians"], [*MEDIAN_KEYS, *ratio_keys]))
     if args.save_result:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         args.result_dir.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,8 @@ def test_repeats_interleave_the_runners_and_report_medians(
             "--image-dir", str(images), "--result-dir", str(tmp_path),
         ]
     )  # fmt: skip
-    assert "medians over 2 interleaved repetitions" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "medians over 2 interleaved repetitions" in out and "cpu_ratio_vs_bare" in out
     (report_path,) = tmp_path.glob("bench-*.json")
     report = json.loads(report_path.read_text())
     assert [(r["runner"], r["repeat"]) for r in report["runs"]] == [
