@@ -280,7 +280,7 @@ def _run_async(
 
     options: dict[str, object] = {}
     try:
-        import uvloop  # noqa: F401  # optional (the 'fast' extra): less CPU per request
+        import uvloop  # noqa: F401  # a core dependency, but not on Windows or PyPy
     except ImportError:
         pass
     else:
