@@ -20,7 +20,6 @@ import hashlib
 import io
 import logging
 import os
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -88,9 +87,11 @@ class _Dropped(Exception):
 
 @dataclass(slots=True, eq=False)
 class _Write:
-    """A verified image's deferred file write: waiting, under way, done or failed."""
+    """A verified image's deferred file write: waiting, or under way."""
 
     job: PlaceJob
+    urls: list[str]
+    """The URLs remembered as this file: forgotten again if the write fails."""
     started: bool = False
     done: anyio.Event = field(default_factory=anyio.Event)
     error: OSError | None = None
@@ -144,7 +145,9 @@ class ImageCache:
         self._memo: dict[str, Path] = {}
         self._index_names: dict[str, str] = {}
         self._writes: dict[Path, _Write] = {}
-        self._failed_writes: deque[Path] = deque()
+        # Writes the disk refused, oldest first, so that a late waiter learns
+        # of it; bounded, and without the bytes.
+        self._failed: dict[Path, OSError] = {}
         # One or two storage threads, not anyio's default forty: each store is
         # short, and a crowd of threads fighting the event loop for the GIL
         # costs far more CPU (futex storms) than the stores themselves.
@@ -312,6 +315,7 @@ class ImageCache:
         asked = {path for path in paths if path is not None}
         mine: list[_Write] = []
         others: dict[Path, _Write] = {}
+        failed = {path for path in asked if path in self._failed}
         for path in asked:
             write = self._writes.get(path)
             if write is None:
@@ -328,11 +332,11 @@ class ImageCache:
             for write in self._writes.values():
                 if len(mine) >= _WRITES_PER_HOP:
                     break
-                if not write.started and write.error is None:
+                if not write.started:
                     write.started = True
                     mine.append(write)
             await self._place(mine)
-        failed = {w.job.final for w in mine if w.error is not None and w.job.final in asked}
+        failed.update(w.job.final for w in mine if w.error is not None and w.job.final in asked)
         for path, write in others.items():
             if not write.done.is_set():
                 await write.done.wait()
@@ -355,28 +359,23 @@ class ImageCache:
             errors = {w.job.final: exc for w in writes}
         finally:
             for write in writes:
+                self._writes.pop(write.job.final, None)
                 write.error = errors.get(write.job.final)
-                final = write.job.final
-                if write.error is None:
-                    self._writes.pop(final, None)
-                else:
-                    # Kept on record (without its bytes) so that a late waiter
-                    # learns of it; the oldest records go first.
-                    write.job = PlaceJob(final=final, body=b"", index_key=write.job.index_key)
-                    self._failed_writes.append(final)
-                    if len(self._failed_writes) > _FAILED_WRITES_KEPT:
-                        old = self._failed_writes.popleft()
-                        if (kept := self._writes.get(old)) is not None and kept.error is not None:
-                            del self._writes[old]
-                    self._forget(final, write.error)
+                if write.error is not None:
+                    self._forget(write, write.error)
                 write.done.set()
 
-    def _forget(self, path: Path, error: OSError) -> None:
+    def _forget(self, write: _Write, error: OSError) -> None:
+        path = write.job.final
         self.stats.dropped["io_error"] += 1
         logger.warning("could not store image %s: %s", path.name, error)
-        for url in [u for u, p in self._memo.items() if p == path]:
-            del self._memo[url]
-            self._index_names.pop(self._url_key(url), None)
+        self._failed[path] = error
+        if len(self._failed) > _FAILED_WRITES_KEPT:
+            del self._failed[next(iter(self._failed))]
+        for url in write.urls:
+            if self._memo.get(url) == path:
+                del self._memo[url]
+                self._index_names.pop(self._url_key(url), None)
 
     async def _resolve_many(self, urls: list[str]) -> dict[str, Path | None]:
         out: dict[str, Path | None] = {}
@@ -455,9 +454,12 @@ class ImageCache:
             return self._record(url, exc, size)
         final = self.folder / cache_name(digest, image_format)
         earlier = self._writes.get(final)
-        if earlier is None or earlier.error is not None:
+        if earlier is not None:  # the same bytes from another URL: one write
+            earlier.urls.append(url)
+        else:
+            self._failed.pop(final, None)  # written again: no longer a failure
             job = PlaceJob(final=final, body=body, index_key=self._url_key(url))
-            self._writes[final] = _Write(job=job)
+            self._writes[final] = _Write(job=job, urls=[url])
         return self._record(url, final, size)
 
     def _drop(self, url: str, exc: _Dropped) -> None:

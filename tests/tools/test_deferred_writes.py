@@ -7,7 +7,6 @@ cancelled or failed writer left behind is lost or waited for for ever.
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,11 @@ def broken_disk(monkeypatch: pytest.MonkeyPatch) -> None:
         return {job.final: OSError(28, "No space left on device") for job in jobs}
 
     monkeypatch.setattr(image_cache_module, "place_images", refuse)
+
+
+@pytest.fixture
+async def cache(runtime: Runtime, cache_settings: ImageCacheSettings) -> ImageCache:
+    return await ImageCache.for_runtime(runtime, cache_settings)
 
 
 async def test_the_observation_does_not_wait_for_the_disk_but_the_answer_does(
@@ -115,12 +119,10 @@ async def test_a_refused_write_drops_the_reference_and_the_rollout_still_answers
 async def test_fetch_many_waits_for_the_files(
     monkeypatch: pytest.MonkeyPatch,
     images: Host,
-    runtime: Runtime,
-    cache_settings: ImageCacheSettings,
+    cache: ImageCache,
 ) -> None:
     slow_disk(monkeypatch, delay=0.05)
     _, url = images
-    cache = await ImageCache.for_runtime(runtime, cache_settings)
     paths = await cache.fetch_many([f"{url}/img/a.png", f"{url}/img/b.png"])
     assert all(p is not None and p.is_file() for p in paths)
 
@@ -128,12 +130,10 @@ async def test_fetch_many_waits_for_the_files(
 async def test_fetch_many_reports_a_refused_write_as_dropped(
     monkeypatch: pytest.MonkeyPatch,
     images: Host,
-    runtime: Runtime,
-    cache_settings: ImageCacheSettings,
+    cache: ImageCache,
 ) -> None:
     broken_disk(monkeypatch)
     _, url = images
-    cache = await ImageCache.for_runtime(runtime, cache_settings)
     assert await cache.fetch_many([f"{url}/img/a.png"]) == [None]
     monkeypatch.undo()  # the disk recovers: the image is fetched and written again
     path = await cache.fetch(f"{url}/img/a.png")
@@ -141,10 +141,9 @@ async def test_fetch_many_reports_a_refused_write_as_dropped(
 
 
 async def test_a_write_nobody_ensured_is_done_by_the_next_caller(
-    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+    images: Host, cache: ImageCache
 ) -> None:
     host, url = images
-    cache = await ImageCache.for_runtime(runtime, cache_settings)
     [path] = await cache.download_many([f"{url}/img/owl.png"])  # its owner never stores it
     assert path is not None and not path.exists()
     assert await cache.fetch(f"{url}/img/owl.png") == path  # a memo hit, and the write
@@ -167,12 +166,10 @@ async def test_closing_the_cache_writes_what_is_still_unwritten(
 async def test_cancelling_the_writer_neither_loses_the_file_nor_strands_its_waiters(
     monkeypatch: pytest.MonkeyPatch,
     images: Host,
-    runtime: Runtime,
-    cache_settings: ImageCacheSettings,
+    cache: ImageCache,
 ) -> None:
     slow_disk(monkeypatch, delay=0.3)
     _, url = images
-    cache = await ImageCache.for_runtime(runtime, cache_settings)
     [path] = await cache.download_many([f"{url}/img/lynx.png"])
     assert path is not None
     waited: list[set[Path]] = []
@@ -194,11 +191,9 @@ async def test_side_work_settles_and_logs_failures_instead_of_raising(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     done: list[str] = []
-    threads: set[int] = set()
 
     async def slow() -> None:
         await anyio.sleep(0.05)
-        threads.add(threading.get_ident())
         done.append("slow")
 
     async def broken() -> None:
@@ -218,10 +213,9 @@ async def test_side_work_settles_and_logs_failures_instead_of_raising(
 
 
 async def test_an_orphaned_write_rides_along_with_the_next_one(
-    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+    images: Host, cache: ImageCache
 ) -> None:
     _, url = images
-    cache = await ImageCache.for_runtime(runtime, cache_settings)
     [orphan] = await cache.download_many([f"{url}/img/orphan.png"])  # its rollout was cancelled
     assert orphan is not None and not orphan.exists()
     # Another image's write takes the orphan along: its bytes do not wait for the cache to close.
@@ -233,12 +227,10 @@ async def test_an_orphaned_write_rides_along_with_the_next_one(
 async def test_a_failure_is_reported_to_whoever_asks_for_that_file(
     monkeypatch: pytest.MonkeyPatch,
     images: Host,
-    runtime: Runtime,
-    cache_settings: ImageCacheSettings,
+    cache: ImageCache,
 ) -> None:
     broken_disk(monkeypatch)
     _, url = images
-    cache = await ImageCache.for_runtime(runtime, cache_settings)
     paths = await cache.download_many([f"{url}/img/lost{i}.png" for i in range(4)])
     # The first call writes (and fails) all four, but answers only for its own...
     assert await cache.ensure_stored(paths[:1]) == {paths[0]}
@@ -249,14 +241,13 @@ async def test_a_failure_is_reported_to_whoever_asks_for_that_file(
 async def test_failed_writes_are_remembered_without_their_bytes_and_not_for_ever(
     monkeypatch: pytest.MonkeyPatch,
     images: Host,
-    runtime: Runtime,
-    cache_settings: ImageCacheSettings,
+    cache: ImageCache,
 ) -> None:
     broken_disk(monkeypatch)
     monkeypatch.setattr(image_cache_module, "_FAILED_WRITES_KEPT", 2)
     _, url = images
-    cache = await ImageCache.for_runtime(runtime, cache_settings)
     paths = await cache.download_many([f"{url}/img/lost{i}.png" for i in range(4)])
     assert await cache.ensure_stored(paths) == set(paths)
-    kept = [w for w in cache._writes.values() if w.error is not None]
-    assert len(kept) == 2 and all(w.job.body == b"" for w in kept)
+    # The last two failures are remembered; no write, and so no bytes, is kept.
+    assert len(cache._failed) == 2 and cache._failed.keys() <= set(paths)
+    assert cache._writes == {}
