@@ -49,8 +49,8 @@ def ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _median(values: list[float]) -> float:
-    return round(statistics.median(values), 4)
+def _numbers(rows: list[dict[str, Any]], key: str) -> list[float]:
+    return [float(r[key]) for r in rows if isinstance(r.get(key), (int, float))]
 
 
 def medians(runs: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -63,21 +63,20 @@ def medians(runs: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> list[dic
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for row in runs:
         groups.setdefault((row["runner"], row["max_concurrency"]), []).append(row)
+    versus: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for pair in pairs:
+        versus.setdefault((pair["max_concurrency"], pair["versus"]), []).append(pair)
     out: list[dict[str, Any]] = []
     for (runner, level), rows in groups.items():
         entry: dict[str, Any] = {"runner": runner, "max_concurrency": level, "repeats": len(rows)}
         for key in MEDIAN_KEYS:
-            values = [float(r[key]) for r in rows if isinstance(r.get(key), (int, float))]
-            if values:
-                entry[key] = _median(values)
+            if values := _numbers(rows, key):
+                entry[key] = round(statistics.median(values), 4)
                 entry[f"{key}_range"] = [round(min(values), 4), round(max(values), 4)]
-        for versus in sorted({p["versus"] for p in pairs if p["max_concurrency"] == level}):
-            if runner != OURS:
-                continue
-            mine = [p for p in pairs if p["max_concurrency"] == level and p["versus"] == versus]
-            for key in ("throughput_ratio", "cpu_ratio"):
-                values = [float(p[key]) for p in mine if key in p]
-                if values:
-                    entry[f"{key}_vs_{versus}"] = _median(values)
+        if runner == OURS:  # ratios are ours over a reference runner
+            for (at, other), mine in sorted(versus.items()):
+                for key in ("throughput_ratio", "cpu_ratio"):
+                    if at == level and (values := _numbers(mine, key)):
+                        entry[f"{key}_vs_{other}"] = round(statistics.median(values), 4)
         out.append(entry)
     return out
