@@ -307,7 +307,8 @@ class ImageSearch:
             return f"--- image search error for [{query}]: {_one_line(str(exc))} ---"
         cache = await ImageCache.for_runtime(context.runtime, self.cache_settings)
         urls = [r.image_url for r in results]
-        deferred = context.side_work is not None
+        side_work = context.side_work  # None outside a rollout: nobody waits after us
+        deferred = side_work is not None
         paths = await (cache.download_many(urls) if deferred else cache.fetch_many(urls))
         entries: list[tuple[str, ImageResult, Path]] = []
         # Ids in result order, after the turn's earlier calls registered theirs.
@@ -322,11 +323,11 @@ class ImageSearch:
                     page_url=result.page_url,
                 )
                 entries.append((record.img_id, result, path))
-        if context.side_work is not None:
+        if side_work is not None:
             # Answer now: the files are written while the policy thinks, and
             # the rollout waits for them before it resolves its answer.
             # Started after registration, so a failed write finds its record.
-            context.side_work.start(
+            side_work.start(
                 partial(_store_or_discard, cache, paths, context.images), name="image writes"
             )
         return format_image_block(query, entries)
