@@ -1,9 +1,10 @@
-"""One HTTP attempt on the shared aiohttp session, with errors classified.
+"""One HTTP attempt on the runtime's wire client, with errors classified.
 
-The hot paths (policy, Serper, image hosts, Qwen services) use aiohttp
-directly: on this kind of machine it costs a fraction of the CPU per request
-of the httpx2 transport (see PERF.md). This module turns every failure into
-our exception tree so the retry policy can decide what to do.
+The hot paths (policy, Serper, Qwen services, image hosts) use our own
+HTTP/1.1 client (:mod:`._wire`): on this kind of machine it costs a third of
+aiohttp's CPU per request, and a tenth of the httpx2 transport's (see
+PERF.md). This module turns every failure into our exception tree so the
+retry policy can decide what to do.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
-
 from . import _json
 from ._errors import (
     AuthenticationError,
     BadResponseError,
+    ConfigurationError,
     RateLimitedError,
     ServiceError,
     ServiceUnavailableError,
 )
+from ._wire import WireClient
 
 __all__ = [
     "parse_retry_after",
@@ -102,7 +103,9 @@ def status_error(
             status=status,
             retry_after=retry_after,
         )
-    return BadResponseError(f"{where} answered HTTP {status}{_snippet(body)}", service=service, status=status)
+    return BadResponseError(
+        f"{where} answered HTTP {status}{_snippet(body)}", service=service, status=status
+    )
 
 
 def sdk_status_error(exc: Any, *, service: str, where: str) -> ServiceError:
@@ -119,37 +122,43 @@ def sdk_status_error(exc: Any, *, service: str, where: str) -> ServiceError:
 def raise_for_status(status: int, headers: Any, body: bytes, *, service: str, url: str) -> None:
     """Raise the classified error for a non-2xx answer."""
     if status >= 400:
-        raise status_error(status, headers, service=service, where=f"{service} {redact_url(url)}", body=body)
+        raise status_error(
+            status, headers, service=service, where=f"{service} {redact_url(url)}", body=body
+        )
+
+
+_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
 async def post_json(
-    session: aiohttp.ClientSession,
+    client: WireClient,
     url: str,
     body: bytes,
     *,
     service: str,
     headers: dict[str, str] | None = None,
-    timeout: aiohttp.ClientTimeout | None = None,
+    timeout: float | None = None,
 ) -> Any:
-    """POST a JSON body and decode the JSON answer; raise classified errors."""
-    hdrs = {"Content-Type": "application/json"}
-    if headers:
-        hdrs.update(headers)
+    """POST a JSON body and decode the JSON answer; raise classified errors.
+
+    ``timeout`` bounds the whole exchange, connecting included.
+    """
+    hdrs = {**_JSON_HEADERS, **headers} if headers else _JSON_HEADERS
     try:
-        async with session.post(url, data=body, headers=hdrs, timeout=timeout) as resp:
-            raw = await resp.read()
-            if resp.status >= 400:
-                raise_for_status(resp.status, resp.headers, raw, service=service, url=url)
-    except ServiceError:
-        raise
+        resp = await client.request("POST", url, headers=hdrs, body=body, timeout=timeout)
     except TimeoutError as exc:
         raise ServiceUnavailableError(
             f"{service} {redact_url(url)} timed out", service=service
         ) from exc
-    except aiohttp.ClientError as exc:
+    except OSError as exc:
         raise ServiceUnavailableError(
             f"{service} {redact_url(url)}: {type(exc).__name__}: {exc}", service=service
         ) from exc
+    except ValueError as exc:  # a URL or header HTTP cannot carry; the message names no value
+        raise ConfigurationError(f"{service} {redact_url(url)}: {exc}") from exc
+    raw = resp.body
+    if resp.status >= 400:
+        raise_for_status(resp.status, resp.headers, raw, service=service, url=url)
     try:
         return _json.loads(raw)
     except ValueError as exc:

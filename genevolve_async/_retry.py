@@ -114,6 +114,7 @@ class RetryPolicy:
             before_sleep=_before_sleep,
             reraise=True,
         )
+
         async def again() -> T:
             # tenacity calls a plain callable without awaiting its result;
             # wrap so lambdas returning coroutines work too.

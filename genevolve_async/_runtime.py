@@ -1,6 +1,7 @@
 """The Runtime: every process-wide resource, opened and closed together.
 
-One ``Runtime`` owns the aiohttp session (and so the connection pool), the
+One ``Runtime`` owns the HTTP clients (our lean wire client for the hot
+paths and an aiohttp session for the rest, each with its connection pool), the
 per-provider limiters, the retry policy, the endpoint pools and anything
 else registered with it (SDK clients, the image cache). Many agents, web
 requests and batch stages share one; an agent made without one creates its
@@ -25,6 +26,7 @@ from ._endpoints import EndpointPool, Probe
 from ._errors import RuntimeClosedError
 from ._limits import ProviderLimiter, ProviderLimits
 from ._retry import RetryPolicy
+from ._wire import WireClient
 
 __all__ = ["Runtime", "RuntimeConfig", "RuntimeStats"]
 
@@ -102,6 +104,7 @@ class Runtime:
         self._state = _State.UNOPENED
         self._stack = AsyncExitStack()
         self._session: aiohttp.ClientSession | None = None
+        self._wire: WireClient | None = None
         self._limiters: dict[str, ProviderLimiter] = {}
         self._pools: dict[tuple[str, tuple[str, ...]], EndpointPool] = {}
         self._resources: dict[str, Any] = {}
@@ -129,6 +132,13 @@ class Runtime:
             raise_for_status=False,
         )
         self._stack.push_async_callback(self._session.close)
+        self._wire = WireClient(
+            max_connections=self.config.max_connections,
+            max_connections_per_host=self.config.max_connections_per_host,
+            keepalive_timeout=self.config.keepalive_timeout,
+            connect_timeout=self.config.connect_timeout,
+        )
+        self._stack.push_async_callback(self._wire.aclose)
         self._state = _State.OPEN
         return self
 
@@ -150,6 +160,7 @@ class Runtime:
             await self._stack.aclose()
         finally:
             self._session = None
+            self._wire = None
             self._resources.clear()
 
     @property
@@ -169,6 +180,13 @@ class Runtime:
         self._check_open()
         assert self._session is not None
         return self._session
+
+    @property
+    def wire(self) -> WireClient:
+        """The lean HTTP/1.1 client the hot paths use (policy, Serper, Qwen, images)."""
+        self._check_open()
+        assert self._wire is not None
+        return self._wire
 
     def limiter(self, provider: str) -> ProviderLimiter:
         """The provider's limiter, created on first use from ``config.limits``."""

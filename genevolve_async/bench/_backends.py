@@ -20,7 +20,13 @@ __all__ = ["sim_process"]
 async def sim_process(config: SimConfig) -> AsyncIterator[dict[str, Any]]:
     """Run ``python -m genevolve_async.sim`` and yield its URLs; stop it on exit."""
     process: Process = await anyio.open_process(
-        [sys.executable, "-m", "genevolve_async.sim", "--config-json", json.dumps(config.to_dict())],
+        [
+            sys.executable,
+            "-m",
+            "genevolve_async.sim",
+            "--config-json",
+            json.dumps(config.to_dict()),
+        ],
         stdin=-1,
         stdout=-1,
         stderr=None,

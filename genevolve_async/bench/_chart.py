@@ -51,7 +51,9 @@ def draw_sweep_chart(points: Sequence[SweepPoint], path: Path, *, title: str) ->
     image = Image.new("RGB", (_W, _H), "white")
     draw = ImageDraw.Draw(image)
     draw.text((_LEFT, 20), title, fill="black")
-    draw.line([(_LEFT, _TOP), (_LEFT, _H - _BOTTOM), (_W - _RIGHT, _H - _BOTTOM)], fill="black", width=2)
+    draw.line(
+        [(_LEFT, _TOP), (_LEFT, _H - _BOTTOM), (_W - _RIGHT, _H - _BOTTOM)], fill="black", width=2
+    )
     for level in levels:
         x = _x(level, lo, hi)
         draw.line([(x, _H - _BOTTOM), (x, _H - _BOTTOM + 6)], fill="black")
@@ -65,7 +67,9 @@ def draw_sweep_chart(points: Sequence[SweepPoint], path: Path, *, title: str) ->
     draw.text((_W // 2 - 60, _H - 40), "rollouts in flight (log scale)", fill="black")
     draw.text((10, _TOP - 30), "rollouts/s", fill="black")
     legend_y = _TOP
-    for runner in sorted({p.runner for p in points}, key=lambda r: list(_SERIES).index(r) if r in _SERIES else 99):
+    for runner in sorted(
+        {p.runner for p in points}, key=lambda r: list(_SERIES).index(r) if r in _SERIES else 99
+    ):
         series = sorted((p for p in points if p.runner == runner), key=lambda p: p.concurrency)
         color = _SERIES.get(runner, (0, 0, 0))
         coords = [(_x(p.concurrency, lo, hi), _y(p.throughput, top)) for p in series]

@@ -50,16 +50,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--num-rollouts", type=int, default=None, help="default: 10 x max-concurrency")
     p.add_argument("--max-concurrency", type=int, default=256, help="rollouts in flight")
-    p.add_argument("--request-rate", type=float, default=math.inf, help="Poisson arrivals/s (inf: all at once)")
-    p.add_argument("--sweep", default=None, help="concurrency levels, e.g. 16,64,256,1024 (draws a chart)")
+    p.add_argument(
+        "--request-rate", type=float, default=math.inf, help="Poisson arrivals/s (inf: all at once)"
+    )
+    p.add_argument(
+        "--sweep", default=None, help="concurrency levels, e.g. 16,64,256,1024 (draws a chart)"
+    )
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--parallel-tool-calls", type=int, default=1)
     p.add_argument("--model-latency", type=float, default=0.5)
     p.add_argument("--search-latency", type=float, default=0.3)
     p.add_argument("--download-latency", type=float, default=0.1)
     p.add_argument("--spread", type=float, default=0.1, help="relative +- spread of every latency")
-    p.add_argument("--policy-429", type=float, default=0.0, help="share of policy calls answered 429")
-    p.add_argument("--policy-500", type=float, default=0.0, help="share of policy calls answered 500")
+    p.add_argument(
+        "--policy-429", type=float, default=0.0, help="share of policy calls answered 429"
+    )
+    p.add_argument(
+        "--policy-500", type=float, default=0.0, help="share of policy calls answered 500"
+    )
     p.add_argument("--serper-rate", type=float, default=None, help="Serper limit, requests/s")
     p.add_argument("--replicas", type=int, default=1, help="simulated vLLM replicas")
     p.add_argument(
@@ -69,11 +77,25 @@ def _parser() -> argparse.ArgumentParser:
         help="lean: direct POST on aiohttp; openai: through AsyncOpenAI; both: one run each",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--compare", default="", help="reference runners to run after ours: bare,threaded")
-    p.add_argument("--compare-seconds", type=float, default=60.0, help="measuring window of a reference runner")
-    p.add_argument("--base-url", action="append", default=None, help="real policy endpoint(s) instead of the sim")
+    p.add_argument(
+        "--compare", default="", help="reference runners to run after ours: bare,threaded"
+    )
+    p.add_argument(
+        "--compare-seconds", type=float, default=60.0, help="measuring window of a reference runner"
+    )
+    p.add_argument(
+        "--base-url",
+        action="append",
+        default=None,
+        help="real policy endpoint(s) instead of the sim",
+    )
     p.add_argument("--serper-base-url", default=None, help="real Serper-compatible endpoint")
-    p.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=True, help="use uvloop when installed")
+    p.add_argument(
+        "--uvloop",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="use uvloop when installed",
+    )
     p.add_argument(
         "--gc-tuning",
         action=argparse.BooleanOptionalAction,
@@ -119,7 +141,10 @@ def _cell(value: Any) -> str:
 def _table(rows: list[dict[str, Any]], keys: Sequence[str] = _TABLE_KEYS) -> str:
     width = max(len(k) for k in [*keys, "in flight"])
     header = f"{'':<{width}}  " + "  ".join(f"{r['runner'][:16]:>16}" for r in rows)
-    lines = [header, f"{'in flight':<{width}}  " + "  ".join(f"{r['max_concurrency']:>16}" for r in rows)]
+    lines = [
+        header,
+        f"{'in flight':<{width}}  " + "  ".join(f"{r['max_concurrency']:>16}" for r in rows),
+    ]
     for key in keys:
         if not any(key in r for r in rows):
             continue
@@ -155,14 +180,19 @@ async def _run(args: argparse.Namespace, report: dict[str, Any]) -> None:
     report["machine"]["image_dir"] = str(image_root or tempfile.gettempdir())
     for name in compare:
         if name not in REFERENCE_RUNNERS:
-            raise SystemExit(f"--compare: unknown runner {name!r}; choose from {', '.join(REFERENCE_RUNNERS)}")
+            raise SystemExit(
+                f"--compare: unknown runner {name!r}; choose from {', '.join(REFERENCE_RUNNERS)}"
+            )
     async with sim_process(config) as sim_urls:
         urls = dict(sim_urls)
         if args.base_url:
             urls["policy"] = args.base_url
         if args.serper_base_url:
             urls["serper"] = args.serper_base_url
-        report["scenario"] = {**config.to_dict(), "critical_path_s": round(scenario.critical_path, 3)}
+        report["scenario"] = {
+            **config.to_dict(),
+            "critical_path_s": round(scenario.critical_path, 3),
+        }
         for level in _levels(args):
             n = args.num_rollouts or 10 * level
             routes = ("lean", "openai") if args.policy_route == "both" else (args.policy_route,)
@@ -184,7 +214,9 @@ async def _run(args: argparse.Namespace, report: dict[str, Any]) -> None:
                     row = ours.to_dict()
                     duration = max(ours.drive.duration, 1e-9)
                     row["model_calls_per_s"] = round(ours.model_calls / duration, 2)
-                    row["tool_calls_per_s"] = {k: round(v / duration, 2) for k, v in sorted(ours.tool_calls.items())}
+                    row["tool_calls_per_s"] = {
+                        k: round(v / duration, 2) for k, v in sorted(ours.tool_calls.items())
+                    }
                     report["runs"].append({**row, **tag})
                 for name in compare:
                     ref = await run_reference(
@@ -224,13 +256,20 @@ def main(argv: list[str] | None = None) -> None:
             backend_options["use_uvloop"] = True
             loop = "uvloop"
     if args.chaos:
-        chaos = anyio.run(run_chaos, ChaosConfig.from_env(seed=args.seed), backend_options=backend_options)
+        chaos = anyio.run(
+            run_chaos, ChaosConfig.from_env(seed=args.seed), backend_options=backend_options
+        )
         print(chaos.table())
         raise SystemExit(0 if chaos.ok else 1)
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": {"cpus": os.cpu_count() or 0, "python": platform.python_version(), "event_loop": loop},
-        "command": "python -m genevolve_async.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": {
+            "cpus": os.cpu_count() or 0,
+            "python": platform.python_version(),
+            "event_loop": loop,
+        },
+        "command": "python -m genevolve_async.bench "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "runs": [],
     }
     if args.repeat < 1:
@@ -253,16 +292,25 @@ def main(argv: list[str] | None = None) -> None:
         print(f"report: {path}")
         if len(_levels(args)) > 1:
             points = [
-                SweepPoint(runner=r["runner"], concurrency=r["max_concurrency"], throughput=r["rollouts_per_s"])
+                SweepPoint(
+                    runner=r["runner"],
+                    concurrency=r["max_concurrency"],
+                    throughput=r["rollouts_per_s"],
+                )
                 for r in report["runs"]
             ]
             critical = report["scenario"]["critical_path_s"]
             points += [
-                SweepPoint(runner="theoretical", concurrency=c, throughput=theoretical_throughput(c, critical))
+                SweepPoint(
+                    runner="theoretical",
+                    concurrency=c,
+                    throughput=theoretical_throughput(c, critical),
+                )
                 for c in _levels(args)
             ]
             chart = draw_sweep_chart(
-                points, args.result_dir / f"sweep-{stamp}.png", title="rollouts/s vs rollouts in flight"
+                points,
+                args.result_dir / f"sweep-{stamp}.png",
+                title="rollouts/s vs rollouts in flight",
             )
             print(f"chart: {chart}")
-

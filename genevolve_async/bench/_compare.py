@@ -83,7 +83,10 @@ async def run_reference(
                     rounds=11,
                 )
                 driven = await drive(
-                    rollout, num_rollouts=num_rollouts, concurrency=concurrency, stop_after=stop_after
+                    rollout,
+                    num_rollouts=num_rollouts,
+                    concurrency=concurrency,
+                    stop_after=stop_after,
                 )
             return _summary(runner, concurrency, critical_path, driven)
         started = cpu_seconds()
@@ -106,6 +109,8 @@ async def run_reference(
             cpu_seconds=cpu_seconds() - started,
         )
         if raw["completion_times"]:
-            first = min(range(len(raw["completion_times"])), key=raw["completion_times"].__getitem__)
+            first = min(
+                range(len(raw["completion_times"])), key=raw["completion_times"].__getitem__
+            )
             driven.first_latency = raw["latencies"][first]
         return _summary(runner, concurrency, critical_path, driven)

@@ -77,7 +77,9 @@ class BenchResult:
             "latency_p90_s": round(percentile(lat, 90), 3),
             "latency_p99_s": round(percentile(lat, 99), 3),
             "first_rollout_latency_s": round(d.first_latency, 3),
-            "queue_wait_mean_s": round(sum(d.queue_waits) / len(d.queue_waits), 3) if d.queue_waits else 0.0,
+            "queue_wait_mean_s": round(sum(d.queue_waits) / len(d.queue_waits), 3)
+            if d.queue_waits
+            else 0.0,
             "peak_in_flight": d.peak_in_flight,
             "cpu_ms_per_rollout": round(1000 * d.cpu_seconds / max(1, d.completed), 3),
             "peak_rss_mb": round(self.peak_rss_mb, 1),

@@ -38,13 +38,18 @@ def ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for ref in (r for r in runs if r["runner"] != OURS):
             if _pair_key(ref) != _pair_key(ours):
                 continue
-            entry: dict[str, Any] = {"max_concurrency": ours["max_concurrency"], "versus": ref["runner"]}
+            entry: dict[str, Any] = {
+                "max_concurrency": ours["max_concurrency"],
+                "versus": ref["runner"],
+            }
             if "repeat" in ours:
                 entry["repeat"] = ours["repeat"]
             if ref.get("rollouts_per_s"):
                 entry["throughput_ratio"] = round(ours["rollouts_per_s"] / ref["rollouts_per_s"], 2)
             if ref.get("cpu_ms_per_rollout"):
-                entry["cpu_ratio"] = round(ours["cpu_ms_per_rollout"] / ref["cpu_ms_per_rollout"], 3)
+                entry["cpu_ratio"] = round(
+                    ours["cpu_ms_per_rollout"] / ref["cpu_ms_per_rollout"], 3
+                )
             out.append(entry)
     return out
 

@@ -4,8 +4,8 @@ A rollout sticks to its replica for all rounds (the replica's prefix cache
 then holds the growing conversation), a new rollout goes to the least-loaded
 replica, and a failing replica is quarantined while its rollouts move on.
 
-Two routes: ``lean`` POSTs the chat-completions body on the shared aiohttp
-session (about a millisecond of CPU less per call than the SDK here), and
+Two routes: ``lean`` POSTs the chat-completions body on the runtime's wire
+client (about a millisecond of CPU less per call than the SDK here), and
 ``openai`` goes through ``AsyncOpenAI`` for providers where the SDK's
 compatibility matters. Both return the same :class:`ChatReply`.
 """
@@ -80,7 +80,6 @@ class PolicyClient:
         self.route = route
         self._api_key = api_key or "EMPTY"
         self._headers = {"Authorization": f"Bearer {self._api_key}"}
-        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._request_timeout = request_timeout
         self.pool: EndpointPool = runtime.endpoint_pool(
             SERVICE,
@@ -133,12 +132,12 @@ class PolicyClient:
                     async with self._limiter.slot():
                         if self.route == "lean":
                             data = await post_json(
-                                self.runtime.http,
+                                self.runtime.wire,
                                 endpoint.url + "/chat/completions",
                                 encoded,
                                 service=SERVICE,
                                 headers=self._headers,
-                                timeout=self._timeout,
+                                timeout=self._request_timeout,
                             )
                             reply = reply_from_json(data, endpoint=endpoint.url)
                         else:
@@ -205,7 +204,9 @@ class PolicyClient:
                     **kwargs,
                 )
         except openai.APIStatusError as exc:
-            raise sdk_status_error(exc, service=SERVICE, where=f"{SERVICE} {redact_url(endpoint.url)}") from exc
+            raise sdk_status_error(
+                exc, service=SERVICE, where=f"{SERVICE} {redact_url(endpoint.url)}"
+            ) from exc
         except (openai.APITimeoutError, TimeoutError) as exc:
             raise ServiceUnavailableError(
                 f"{SERVICE} {redact_url(endpoint.url)} timed out after {time.monotonic() - started:.0f}s",

@@ -125,7 +125,7 @@ class QwenServiceRenderer(RendererBase):
             "num_images_per_prompt": num_images_per_prompt,
         }
         """Request fields sent with every render (SPEC's defaults unless overridden)."""
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = timeout
         self._health_timeout = aiohttp.ClientTimeout(total=health_timeout)
         self._sized: EndpointPool | None = None
         self._size_lock = anyio.Lock()
@@ -217,7 +217,7 @@ class QwenServiceRenderer(RendererBase):
             try:
                 async with runtime.limiter(SERVICE).slot():
                     data = await post_json(
-                        runtime.http,
+                        runtime.wire,
                         endpoint.url + "/generate",
                         encoded,
                         service=SERVICE,

@@ -120,7 +120,8 @@ class SimPolicy:
         # Transports of the chat requests under way: kill() drops them.
         self._live: set[asyncio.Transport] = set()
         self.app = web.Application(
-            middlewares=[counting_middleware(self.stats, record_times=record_times)], client_max_size=64 * 2**20
+            middlewares=[counting_middleware(self.stats, record_times=record_times)],
+            client_max_size=64 * 2**20,
         )
         self.app.router.add_post("/v1/chat/completions", self._chat)
         self.app.router.add_get("/v1/models", self._models)

@@ -137,7 +137,9 @@ class SimServer:
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
         self._socket = sock
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await runner.setup()
         await web.SockSite(runner, sock, backlog=4096).start()
         self._runner = runner

@@ -78,7 +78,9 @@ class SimStack:
             server = await self._stack.enter_async_context(SimServer(policy.app))
             self.policies.append(policy)
             policy_urls.append(server.url + "/v1")
-        self.images = SimImageHost(latency=Latency(mean=cfg.download_latency, spread=cfg.spread), seed=cfg.seed)
+        self.images = SimImageHost(
+            latency=Latency(mean=cfg.download_latency, spread=cfg.spread), seed=cfg.seed
+        )
         images = await self._stack.enter_async_context(SimServer(self.images.app))
         self.serper = SimSerper(
             image_host=images.url,
@@ -90,12 +92,17 @@ class SimStack:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self._stack.aclose()
 
     def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = {f"policy[{i}]": p.stats.to_dict() for i, p in enumerate(self.policies)}
+        out: dict[str, Any] = {
+            f"policy[{i}]": p.stats.to_dict() for i, p in enumerate(self.policies)
+        }
         if self.images is not None:
             out["images"] = self.images.stats.to_dict()
         if self.serper is not None:

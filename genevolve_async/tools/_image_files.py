@@ -251,7 +251,14 @@ def read_index_log(path: Path) -> dict[str, str]:
         with open(path, encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 key, sep, name = line.rstrip("\n").partition("\t")
-                if sep and key and name and "/" not in name and "\\" not in name and not name.startswith("."):
+                if (
+                    sep
+                    and key
+                    and name
+                    and "/" not in name
+                    and "\\" not in name
+                    and not name.startswith(".")
+                ):
                     entries[key] = name
     except FileNotFoundError:
         pass

@@ -12,8 +12,6 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from .. import _json
 from .._errors import (
     AuthenticationError,
@@ -90,7 +88,6 @@ class SerperBackend:
         self._extra: dict[str, str] = {
             k: v for k, v in (("gl", gl), ("hl", hl), ("location", location)) if v
         }
-        self._client_timeout = aiohttp.ClientTimeout(total=timeout)
 
     def __repr__(self) -> str:
         # Never the key, not even part of it.
@@ -188,12 +185,12 @@ class SerperBackend:
             # One slot per attempt: a retry queues at the limiter again.
             async with limiter.slot():
                 data = await post_json(
-                    runtime.http,
+                    runtime.wire,
                     url,
                     body,
                     service=provider,
                     headers=headers,
-                    timeout=self._client_timeout,
+                    timeout=self.timeout,
                 )
             return _checked(data, endpoint, provider, url)
 

@@ -1,0 +1,361 @@
+"""One HTTP/1.1 connection as an asyncio ``Protocol``, parsed by httptools.
+
+Why a protocol and not streams: bytes arrive in ``data_received`` and go
+straight into llhttp (C); the whole answer is usually parsed inside one
+callback, and the waiting task is woken once, with the answer complete. That
+is a few microseconds of Python per exchange, where a stream-based client
+pays for readers, buffers and several wake-ups.
+
+A connection carries one exchange at a time (no pipelining). Each exchange
+gets a fresh :class:`WireResponse`, which is also the parser's callback
+target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from ._exceptions import BodyTooLargeError, ConnectionClosedError, RemoteProtocolError
+
+if TYPE_CHECKING:
+    from ._pool import HostPool
+
+__all__ = ["Connection", "Headers", "WireResponse"]
+
+# A streamed body pauses the socket past this many unread bytes: a slow
+# consumer then holds at most this much per connection, not the whole body.
+_HIGH_WATER = 512 * 1024
+_LOW_WATER = 128 * 1024
+
+
+class Headers(dict[str, str]):
+    """Response headers with lower-case names; ``get`` takes any case."""
+
+    __slots__ = ()
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict.get(self, name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
+
+
+class WireResponse:
+    """One answer: status and headers first, then the body, read or streamed."""
+
+    __slots__ = (
+        "_body_waiter",
+        "_buffered",
+        "_chunks",
+        "_conn",
+        "_decoder",
+        "_error",
+        "_head_waiter",
+        "_informational",
+        "_max_body",
+        "_parser",
+        "_raw_headers",
+        "_size",
+        "_streaming",
+        "body",
+        "complete",
+        "headers",
+        "keep_alive",
+        "received",
+        "status",
+    )
+
+    def __init__(
+        self, conn: Connection, head_waiter: asyncio.Future[None], max_body: int | None
+    ) -> None:
+        self._conn = conn
+        self._head_waiter: asyncio.Future[None] | None = head_waiter
+        self._body_waiter: asyncio.Future[None] | None = None
+        self._max_body = max_body
+        self._parser = httptools.HttpResponseParser(self)
+        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._size = 0
+        self._decoder: Any = None
+        self._error: BaseException | None = None
+        self._informational = False
+        self._streaming = False
+        self.status = 0
+        self.headers = Headers()
+        self.body = b""
+        """The whole body, once :meth:`WireClient.request` has read it."""
+        self.complete = False
+        """The whole body has arrived."""
+        self.keep_alive = False
+        """The connection may carry another exchange after this one."""
+        self.received = False
+        """Any byte of the answer has arrived."""
+
+    def __repr__(self) -> str:
+        return f"<WireResponse {self.status}>"
+
+    # -- what callers read -------------------------------------------------------
+
+    @property
+    def content_type(self) -> str:
+        """The media type, lower-case and without parameters (``""`` if absent)."""
+        value = dict.get(self.headers, "content-type", "")
+        return value.split(";", 1)[0].strip().lower()
+
+    @property
+    def content_length(self) -> int | None:
+        """The announced body length, if the answer announced a valid one."""
+        value = dict.get(self.headers, "content-length")
+        if value is None or not value.strip().isdigit():
+            return None
+        return int(value)
+
+    async def read(self) -> bytes:
+        """The whole body (waits for the rest of it)."""
+        while not self.complete:
+            if self._error is not None:
+                raise self._error
+            await self._wait_body()
+        if self._error is not None:
+            raise self._error
+        chunks = self._chunks
+        if len(chunks) == 1:
+            body = chunks.popleft()
+        else:
+            body = b"".join(chunks)
+            chunks.clear()
+        return body
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        """The body piece by piece as it arrives; the socket pauses for a slow reader."""
+        self._streaming = True
+        while True:
+            if self._error is not None:
+                raise self._error
+            if self._chunks:
+                chunk = self._chunks.popleft()
+                self._buffered -= len(chunk)
+                if self._buffered <= _LOW_WATER:
+                    self._conn.resume()
+                yield chunk
+            elif self.complete:
+                return
+            else:
+                await self._wait_body()
+
+    async def _wait_body(self) -> None:
+        waiter = self._body_waiter = self._conn.loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._body_waiter = None
+
+    # -- parser callbacks (llhttp calls these from feed_data) --------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._raw_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:
+            # 100 Continue and friends: the real answer follows.
+            self._informational = True
+            self._raw_headers.clear()
+            return
+        self.status = status
+        headers = self.headers
+        for raw_name, raw_value in self._raw_headers:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            earlier = dict.get(headers, name)
+            dict.__setitem__(headers, name, value if earlier is None else f"{earlier}, {value}")
+        self._raw_headers.clear()
+        encoding = dict.get(headers, "content-encoding")
+        if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+            self._decoder = _decoder_for(encoding)
+        waiter = self._head_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        if self._error is not None:
+            return
+        if self._decoder is not None:
+            try:
+                body = self._decoder.decompress(body)
+            except zlib.error as exc:
+                self._conn.fail(RemoteProtocolError(f"a body that does not decompress: {exc}"))
+                return
+        self._size += len(body)
+        if self._max_body is not None and self._size > self._max_body:
+            self._conn.fail(BodyTooLargeError(f"the body is over {self._max_body} bytes"))
+            return
+        self._chunks.append(body)
+        if self._streaming:
+            self._buffered += len(body)
+            if self._buffered > _HIGH_WATER:
+                self._conn.pause()
+            self._wake_body()
+
+    def on_message_complete(self) -> None:
+        if self._informational:
+            self._informational = False
+            return
+        if self._decoder is not None:
+            try:
+                rest = self._decoder.flush()
+            except zlib.error as exc:
+                self._conn.fail(RemoteProtocolError(f"a body that does not decompress: {exc}"))
+                return
+            if rest:
+                self._chunks.append(rest)
+                self._buffered += len(rest)
+        self.keep_alive = self._parser.should_keep_alive()
+        self.complete = True
+        self._conn.exchange_done(self)
+        self._wake_body()
+
+    # -- connection events ------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        self.received = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._conn.fail(RemoteProtocolError("the server switched protocols"))
+        except httptools.HttpParserError as exc:
+            self._conn.fail(RemoteProtocolError(f"not an HTTP/1.1 answer: {exc}"))
+
+    def eof(self) -> None:
+        """The peer closed: an answer without a length ends here."""
+        if self.complete or self._error is not None:
+            return
+        headers = self.headers
+        if self.status and "content-length" not in headers and "transfer-encoding" not in headers:
+            # Neither length nor chunking: the body runs until the connection closes.
+            self.keep_alive = False
+            if self._decoder is not None:
+                self._chunks.append(self._decoder.flush())
+            self.complete = True
+            self._wake_body()
+            return
+        self.fail(
+            ConnectionClosedError("the server closed the connection before the answer was complete")
+        )
+
+    def fail(self, exc: BaseException) -> None:
+        if self.complete or self._error is not None:
+            return
+        self._error = exc
+        waiter = self._head_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        self._wake_body()
+
+    def _wake_body(self) -> None:
+        waiter = self._body_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+def _decoder_for(encoding: str) -> Any:
+    coding = encoding.strip().lower()
+    if coding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if coding == "deflate":
+        return zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib or raw-with-header, detected
+    raise RemoteProtocolError(f"an answer in an encoding we did not ask for: {coding}")
+
+
+class Connection(asyncio.Protocol):
+    """A socket to one origin, carrying one exchange at a time."""
+
+    __slots__ = (
+        "_paused",
+        "closed",
+        "idle_since",
+        "loop",
+        "pool",
+        "response",
+        "reused",
+        "transport",
+    )
+
+    def __init__(self, pool: HostPool, loop: asyncio.AbstractEventLoop) -> None:
+        self.pool = pool
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.response: WireResponse | None = None
+        self.closed = False
+        self.reused = False
+        """This connection has carried an exchange before."""
+        self.idle_since = 0.0
+        self._paused = False
+
+    def start(self, request: bytes, max_body: int | None) -> WireResponse:
+        """Send ``request`` (the whole message) and return its pending answer."""
+        assert self.transport is not None and self.response is None
+        response = self.response = WireResponse(self, self.loop.create_future(), max_body)
+        self.transport.write(request)
+        return response
+
+    # -- asyncio.Protocol ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        response = self.response
+        if response is None:
+            # Bytes nobody asked for: the connection is out of step, so unusable.
+            self.close()
+            return
+        response.feed(data)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        response = self.response
+        if response is not None:
+            response.eof()
+
+    # -- used by WireResponse ------------------------------------------------------------
+
+    def exchange_done(self, response: WireResponse) -> None:
+        """The answer is complete; the caller decides when to hand the connection back."""
+        if self._paused:
+            self.resume()
+
+    def fail(self, exc: BaseException) -> None:
+        response = self.response
+        if response is not None:
+            response.fail(exc)
+        self.close()
+
+    def pause(self) -> None:
+        if not self._paused and self.transport is not None and not self.closed:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused and self.transport is not None and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        """Drop the socket now (an unfinished exchange fails)."""
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
