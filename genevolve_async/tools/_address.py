@@ -4,7 +4,7 @@ An agent inside a web service downloads whatever URL a search result names.
 Without a guard it is a proxy into the internal network (cloud metadata at
 169.254.169.254, admin panels on 10.x, the service's own loopback). The
 guard checks the addresses the connection will actually use: IP literals
-before each request, host names inside the connector's resolver, so a name
+before each request, host names inside the wire client's resolver, so a name
 cannot resolve to a public address when checked and a private one when
 connecting (DNS rebinding). Every redirect hop is a new request, so it
 passes the same checks.
@@ -12,13 +12,11 @@ passes the same checks.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 
 __all__ = ["AddressPolicy", "GuardedResolver", "RefusedAddressError"]
 
@@ -100,28 +98,35 @@ class AddressPolicy:
             raise RefusedAddressError(f"address {ip} is not public")
 
 
-class GuardedResolver(AbstractResolver):
-    """aiohttp's resolver, refusing names that resolve to a refused address.
+class GuardedResolver:
+    """Resolves names for the wire client, refusing a name with any refused address.
 
-    All addresses must pass: the connector may try any of them.
+    All addresses must pass: the client may try any of them. The client
+    then connects to the addresses returned here, never resolving again.
     """
 
-    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
+    def __init__(self, policy: AddressPolicy) -> None:
         self.policy = policy
-        self._inner = inner or DefaultResolver()
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        for result in results:
+    async def __call__(self, host: str, port: int) -> list[str]:
+        try:
+            literal = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            pass
+        else:
+            if not self.policy.allows(literal):
+                raise RefusedAddressError(f"address {literal} is not public")
+            return [str(literal)]
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses: list[str] = []
+        for *_, sockaddr in infos:
+            address = str(sockaddr[0])
             try:
-                ip = ipaddress.ip_address(result["host"])
+                ip = ipaddress.ip_address(address)
             except ValueError as exc:
                 raise RefusedAddressError(f"{host} resolved to an unparsable address") from exc
             if not self.policy.allows(ip):
                 raise RefusedAddressError(f"{host} resolves to {ip}, which is not public")
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
+            if address not in addresses:
+                addresses.append(address)
+        return addresses

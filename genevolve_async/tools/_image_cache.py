@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING
 
 import aiofiles
 import aiofiles.os
-import aiohttp
 import anyio
 from yarl import URL
 
 from .._errors import ConfigurationError
 from .._http import redact_url
+from .._wire import BodyTooLargeError, WireClient, WireResponse
 from ._address import AddressPolicy, GuardedResolver, RefusedAddressError
 from ._image_files import (
     ImageRejectedError,
@@ -59,7 +59,6 @@ logger = logging.getLogger("genevolve_async.tools.images")
 
 _RESOURCE_KEY = "image_cache"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_CHUNK = 64 * 1024
 _FLUSH = 256 * 1024  # bytes buffered per disk write: fewer thread hops
 # Bodies up to this size stay in memory and reach the disk in the same
 # worker-thread hop that verifies them (one hop per image instead of many);
@@ -104,20 +103,6 @@ class _Flight:
     abandoned: bool = False
 
 
-def _refused(exc: BaseException) -> bool:
-    """Whether the address guard is behind ``exc`` (aiohttp wraps the resolver's error)."""
-    seen: BaseException | None = exc
-    for _ in range(8):  # chains are short; the bound only rules out surprises
-        if seen is None:
-            break
-        if isinstance(seen, RefusedAddressError):
-            return True
-        if isinstance(getattr(seen, "os_error", None), RefusedAddressError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 class ImageCache:
     """Downloads images once, safely, into a content-addressed folder.
 
@@ -152,7 +137,7 @@ class ImageCache:
         # short, and a crowd of threads fighting the event loop for the GIL
         # costs far more CPU (futex storms) than the stores themselves.
         self._store_threads = anyio.CapacityLimiter(2)
-        self._session: aiohttp.ClientSession | None = None
+        self._client: WireClient | None = None
         self._accepted: list[ImageCacheSettings] = []
 
     @classmethod
@@ -198,20 +183,14 @@ class ImageCache:
         self._index_fd = await anyio.to_thread.run_sync(open_index_log, self._index_log)
         if not self.policy.allow_private:
             config = self.runtime.config
-            # Our own connector, because its resolver is what enforces the
+            # Our own client, because its resolver is what enforces the
             # address policy at connect time (no DNS-rebinding gap).
-            connector = aiohttp.TCPConnector(
-                limit=config.max_connections,
-                limit_per_host=config.max_connections_per_host,
+            self._client = WireClient(
+                max_connections=config.max_connections,
+                max_connections_per_host=config.max_connections_per_host,
                 keepalive_timeout=config.keepalive_timeout,
-                ttl_dns_cache=300,
-                resolver=GuardedResolver(self.policy),
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
+                connect_timeout=config.connect_timeout,
+                resolve=GuardedResolver(self.policy),
             )
 
     async def aclose(self) -> None:
@@ -224,13 +203,13 @@ class ImageCache:
         fd, self._index_fd = self._index_fd, None
         if fd is not None:
             os.close(fd)
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
 
     @property
-    def _http(self) -> aiohttp.ClientSession:
-        return self._session if self._session is not None else self.runtime.http
+    def _wire(self) -> WireClient:
+        return self._client if self._client is not None else self.runtime.wire
 
     # -- the public verb -------------------------------------------------------
 
@@ -507,8 +486,11 @@ class ImageCache:
         for _ in range(self.settings.max_redirects + 1):
             self._check_url(current)
             self.stats.requests += 1
+            limit = self.settings.max_bytes
             try:
-                async with self._http.get(current, allow_redirects=False, headers=_HEADERS) as resp:
+                async with self._wire.stream(
+                    "GET", str(current), headers=_HEADERS, max_body=limit
+                ) as resp:
                     if resp.status in _REDIRECTS:
                         current = self._next_hop(current, resp.headers.get("Location"))
                         continue
@@ -518,12 +500,16 @@ class ImageCache:
                     return await self._stream(resp, tmp)
             except _Dropped:
                 raise
-            except (aiohttp.ClientError, OSError) as exc:
-                if _refused(exc):
-                    raise _Dropped("private_address", str(exc)) from exc
-                if isinstance(exc, TimeoutError):
-                    raise _Dropped("timeout", f"{type(exc).__name__}: {exc}") from exc
+            except RefusedAddressError as exc:
+                raise _Dropped("private_address", str(exc)) from exc
+            except BodyTooLargeError as exc:
+                raise _Dropped("too_large", f"more than {limit} bytes") from exc
+            except TimeoutError as exc:
+                raise _Dropped("timeout", f"{type(exc).__name__}: {exc}") from exc
+            except OSError as exc:
                 raise _Dropped("network", f"{type(exc).__name__}: {exc}") from exc
+            except ValueError as exc:  # a URL the client cannot send
+                raise _Dropped("bad_url", str(exc)) from exc
         raise _Dropped("too_many_redirects", f"more than {self.settings.max_redirects}")
 
     def _check_url(self, url: URL) -> None:
@@ -552,9 +538,7 @@ class ImageCache:
             return
         raise _Dropped("content_type", content_type)
 
-    async def _stream(
-        self, resp: aiohttp.ClientResponse, tmp: Path
-    ) -> tuple[str, int, bytes | Path]:
+    async def _stream(self, resp: WireResponse, tmp: Path) -> tuple[str, int, bytes | Path]:
         limit = self.settings.max_bytes
         if resp.content_length is not None and resp.content_length > limit:
             raise _Dropped("too_large", f"{resp.content_length} bytes announced")
@@ -563,7 +547,7 @@ class ImageCache:
         buffer = bytearray()
         handle = None
         try:
-            async for chunk in resp.content.iter_chunked(_CHUNK):
+            async for chunk in resp.iter_chunks():
                 size += len(chunk)
                 if size > limit:
                     raise _Dropped("too_large", f"more than {limit} bytes")
