@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -87,15 +85,14 @@ class ProviderLimiter:
     def in_flight(self) -> int:
         return self._in_flight
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one admission for the duration of the block."""
+    def slot(self) -> _Slot:
+        """``async with limiter.slot():`` holds one admission for the block."""
+        return _Slot(self)
+
+    async def acquire(self) -> None:
+        """Take one admission (waiting as the limits say); pair with :meth:`release`."""
         if self._bucket is None and self._slots is None:
             self._admit(time.monotonic() if self.grant_times is not None else 0.0, 0.0)
-            try:
-                yield
-            finally:
-                self._in_flight -= 1
             return
         start = time.monotonic()
         if self._slots is not None:
@@ -103,15 +100,18 @@ class ProviderLimiter:
         try:
             if self._bucket is not None:
                 await self._bucket.acquire()
-            now = time.monotonic()
-            self._admit(now, now - start)
-            try:
-                yield
-            finally:
-                self._in_flight -= 1
-        finally:
+        except BaseException:
             if self._slots is not None:
                 self._slots.release()
+            raise
+        now = time.monotonic()
+        self._admit(now, now - start)
+
+    def release(self) -> None:
+        """Give back an admission taken with :meth:`acquire`."""
+        self._in_flight -= 1
+        if self._slots is not None:
+            self._slots.release()
 
     def _admit(self, now: float, waited: float) -> None:
         stats = self.stats
@@ -136,3 +136,18 @@ def max_in_window(times: list[float] | deque[float], window: float = 1.0) -> int
             lo += 1
         best = max(best, hi - lo + 1)
     return best
+
+
+class _Slot:
+    """One admission as an async context manager (a class: cheaper than a generator)."""
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: ProviderLimiter) -> None:
+        self._limiter = limiter
+
+    async def __aenter__(self) -> None:
+        await self._limiter.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limiter.release()

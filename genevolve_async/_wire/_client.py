@@ -113,12 +113,13 @@ class WireClient:
         """Close every connection; requests in flight fail. Idempotent."""
         self._closed = True
         for pool in list(self._pools.values()):
-            for conn in pool.idle:
+            for conn in list(pool.live):
                 conn.close()
             pool.idle.clear()
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        for waiters in (self._waiters, *(pool.waiters for pool in self._pools.values())):
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
         await anyio.lowlevel.checkpoint()  # let connection_lost callbacks run
 
     @property
@@ -169,13 +170,13 @@ class WireClient:
             conn = await self._checkout(route.origin, None if timeout is None else deadline)
             if timeout is not None:
                 timer = _arm(conn, deadline, timeout)
-            response = conn.start(message, max_body)
+            response = conn.start(message, max_body, head_only=method == "HEAD")
             try:
                 await response._head_waiter  # type: ignore[misc]
                 response.body = await response.read()
             except ConnectionClosedError:
                 self._release(conn, None)
-                if attempt == 0 and conn.reused and not response.received:
+                if attempt == 0 and conn.reused and not response.received and not self._closed:
                     # The server dropped an idle keep-alive connection as we
                     # reused it: it never answered, so send on a fresh one.
                     continue
@@ -218,10 +219,8 @@ class WireClient:
         if pool is None:
             pool = self._pools[origin] = HostPool(self, origin)
         per_host = self.max_connections_per_host
-        while self._busy >= self.max_connections or (per_host and pool.busy >= per_host):
-            await self._wait_for_room(deadline)
-            if self._closed:
-                raise RuntimeError("this WireClient is closed")
+        if self._busy >= self.max_connections or (per_host and pool.busy >= per_host):
+            await self._wait_for_room(pool, deadline)
         pool.busy += 1
         self._busy += 1
         conn = pool.take_idle(time.monotonic(), self.keepalive_timeout)
@@ -256,12 +255,41 @@ class WireClient:
     def _free(self, pool: HostPool) -> None:
         pool.busy -= 1
         self._busy -= 1
-        if self._waiters:
-            self._wake_one()
+        # A waiter of this origin can use both freed slots; anyone else, the total's.
+        if pool.waiters:
+            _wake_one(pool.waiters)
+        elif self._waiters:
+            _wake_one(self._waiters)
 
-    async def _wait_for_room(self, deadline: float | None) -> None:
+    async def _wait_for_room(self, pool: HostPool, deadline: float | None) -> None:
+        """Wait until ``pool`` may open one more connection under both caps.
+
+        A waiter blocked by the per-origin cap queues on its pool, and is woken
+        when a connection of that origin frees; one blocked by the total cap
+        queues on the client. A waiter woken for a slot it cannot use passes
+        the wake-up on, so a free slot is never left unclaimed.
+        """
+        per_host = self.max_connections_per_host
+        pool.waiting += 1  # keeps the pool from being pruned while we wait
+        try:
+            while True:
+                if self._closed:
+                    raise RuntimeError("this WireClient is closed")
+                if per_host and pool.busy >= per_host:
+                    await self._wait_in(pool.waiters, deadline)
+                elif self._busy >= self.max_connections:
+                    await self._wait_in(self._waiters, deadline)
+                    if per_host and pool.busy >= per_host:
+                        _wake_one(self._waiters)  # not ours to use: pass it on
+                else:
+                    return
+        finally:
+            pool.waiting -= 1
+
+    @staticmethod
+    async def _wait_in(queue: deque[asyncio.Future[None]], deadline: float | None) -> None:
         waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        queue.append(waiter)
         try:
             if deadline is None:
                 await waiter
@@ -270,18 +298,10 @@ class WireClient:
                     await waiter
         except BaseException:
             if waiter.done() and not waiter.cancelled():
-                self._wake_one()  # we were woken but leave: pass the turn on
+                _wake_one(queue)  # we were woken but leave: pass the turn on
             else:
                 waiter.cancel()
             raise
-
-    def _wake_one(self) -> None:
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
 
     async def _connect(self, pool: HostPool, deadline: float | None) -> Connection:
         scheme, host, port = pool.origin
@@ -305,6 +325,7 @@ class WireClient:
                             ssl=context,
                             server_hostname=host if context is not None else None,
                         )
+                        pool.live.add(conn)
                         return conn
                     except OSError as exc:
                         failure = exc
@@ -317,7 +338,7 @@ class WireClient:
         self._pruned = now
         for origin, pool in list(self._pools.items()):
             pool.prune(now, self.keepalive_timeout)
-            if pool.busy == 0 and not pool.idle:
+            if pool.busy == 0 and not pool.idle and not pool.waiting:
                 del self._pools[origin]
 
     def _tls(self) -> ssl.SSLContext:
@@ -362,6 +383,14 @@ class WireClient:
         except UnicodeEncodeError:
             raise ValueError("a request header has characters outside latin-1") from None
         return head + body if body else head
+
+
+def _wake_one(queue: deque[asyncio.Future[None]]) -> None:
+    while queue:
+        waiter = queue.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+            return
 
 
 def _arm(conn: Connection, deadline: float, timeout: float) -> asyncio.TimerHandle:
@@ -438,14 +467,16 @@ class _Stream:
             conn = self._conn = await client._checkout(route.origin, deadline)
             if deadline is not None and timeout is not None:
                 self._timer = _arm(conn, deadline, timeout)
-            response = self._response = conn.start(message, max_body)
+            response = self._response = conn.start(
+                message, max_body, head_only=method == "HEAD", streaming=True
+            )
             try:
                 await response._head_waiter  # type: ignore[misc]
             except ConnectionClosedError:
                 self._release_timer()
                 self._conn = None
                 client._release(conn, None)
-                if attempt == 0 and conn.reused and not response.received:
+                if attempt == 0 and conn.reused and not response.received and not client._closed:
                     continue
                 raise
             except BaseException:

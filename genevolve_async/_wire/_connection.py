@@ -59,6 +59,7 @@ class WireResponse:
         "_conn",
         "_decoder",
         "_error",
+        "_head_only",
         "_head_waiter",
         "_informational",
         "_max_body",
@@ -75,9 +76,16 @@ class WireResponse:
     )
 
     def __init__(
-        self, conn: Connection, head_waiter: asyncio.Future[None], max_body: int | None
+        self,
+        conn: Connection,
+        head_waiter: asyncio.Future[None],
+        max_body: int | None,
+        *,
+        head_only: bool = False,
+        streaming: bool = False,
     ) -> None:
         self._conn = conn
+        self._head_only = head_only
         self._head_waiter: asyncio.Future[None] | None = head_waiter
         self._body_waiter: asyncio.Future[None] | None = None
         self._max_body = max_body
@@ -89,7 +97,7 @@ class WireResponse:
         self._decoder: Any = None
         self._error: BaseException | None = None
         self._informational = False
-        self._streaming = False
+        self._streaming = streaming
         self.status = 0
         self.headers = Headers()
         self.body = b""
@@ -122,6 +130,9 @@ class WireResponse:
 
     async def read(self) -> bytes:
         """The whole body (waits for the rest of it)."""
+        if self._streaming:  # the caller wants it all after all: no more pauses
+            self._streaming = False
+            self._conn.resume()
         while not self.complete:
             if self._error is not None:
                 raise self._error
@@ -138,7 +149,6 @@ class WireResponse:
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """The body piece by piece as it arrives; the socket pauses for a slow reader."""
-        self._streaming = True
         while True:
             if self._error is not None:
                 raise self._error
@@ -162,10 +172,18 @@ class WireResponse:
 
     # -- parser callbacks (llhttp calls these from feed_data) --------------------
 
+    def on_message_begin(self) -> None:
+        if self.complete:
+            # A second answer to one request: the connection is out of step.
+            self.keep_alive = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._raw_headers.append((name, value))
+        if not self.complete:
+            self._raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.complete:
+            return
         status = self._parser.get_status_code()
         if 100 <= status < 200:
             # 100 Continue and friends: the real answer follows.
@@ -182,17 +200,33 @@ class WireResponse:
         self._raw_headers.clear()
         encoding = dict.get(headers, "content-encoding")
         if encoding is not None and encoding.strip().lower() not in ("", "identity"):
-            self._decoder = _decoder_for(encoding)
+            try:
+                self._decoder = _decoder_for(encoding)
+            except RemoteProtocolError as exc:
+                self._conn.fail(exc)
+                return
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self._head_only:
+            # An answer to HEAD has no body, whatever its Content-Length says.
+            self._finish()
 
     def on_body(self, body: bytes) -> None:
-        if self._error is not None:
+        if self._error is not None or self.complete:
             return
-        if self._decoder is not None:
+        decoder = self._decoder
+        if decoder is not None:
+            limit = self._max_body
             try:
-                body = self._decoder.decompress(body)
+                if limit is None:
+                    body = decoder.decompress(body)
+                else:
+                    # Bounded: a small compressed chunk may expand a thousandfold.
+                    body = decoder.decompress(body, limit - self._size + 1)
+                    if decoder.unconsumed_tail:
+                        self._conn.fail(BodyTooLargeError(f"the body is over {limit} bytes"))
+                        return
             except zlib.error as exc:
                 self._conn.fail(RemoteProtocolError(f"a body that does not decompress: {exc}"))
                 return
@@ -211,6 +245,8 @@ class WireResponse:
         if self._informational:
             self._informational = False
             return
+        if self.complete or self._error is not None:
+            return  # a failed body's decoder may hold a bomb's tail: never flush it
         if self._decoder is not None:
             try:
                 rest = self._decoder.flush()
@@ -218,8 +254,15 @@ class WireResponse:
                 self._conn.fail(RemoteProtocolError(f"a body that does not decompress: {exc}"))
                 return
             if rest:
+                self._size += len(rest)
+                if self._max_body is not None and self._size > self._max_body:
+                    self._conn.fail(BodyTooLargeError(f"the body is over {self._max_body} bytes"))
+                    return
                 self._chunks.append(rest)
                 self._buffered += len(rest)
+        self._finish()
+
+    def _finish(self) -> None:
         self.keep_alive = self._parser.should_keep_alive()
         self.complete = True
         self._conn.exchange_done(self)
@@ -273,8 +316,38 @@ def _decoder_for(encoding: str) -> Any:
     if coding in ("gzip", "x-gzip"):
         return zlib.decompressobj(16 + zlib.MAX_WBITS)
     if coding == "deflate":
-        return zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib or raw-with-header, detected
+        return _Deflate()
     raise RemoteProtocolError(f"an answer in an encoding we did not ask for: {coding}")
+
+
+class _Deflate:
+    """``deflate`` as servers send it: zlib-wrapped (the standard) or raw (common).
+
+    The first bytes decide: a zlib header is checked; without one, the stream
+    is read as raw deflate, as browsers and urllib3 do.
+    """
+
+    __slots__ = ("_inner", "_started")
+
+    def __init__(self) -> None:
+        self._inner: Any = zlib.decompressobj(zlib.MAX_WBITS)
+        self._started = False
+
+    @property
+    def unconsumed_tail(self) -> bytes:
+        return self._inner.unconsumed_tail  # type: ignore[no-any-return]
+
+    def decompress(self, data: bytes, max_length: int = 0) -> bytes:
+        if not self._started:
+            self._started = True
+            try:
+                return self._inner.decompress(data, max_length)  # type: ignore[no-any-return]
+            except zlib.error:
+                self._inner = zlib.decompressobj(-zlib.MAX_WBITS)
+        return self._inner.decompress(data, max_length)  # type: ignore[no-any-return]
+
+    def flush(self) -> bytes:
+        return self._inner.flush()  # type: ignore[no-any-return]
 
 
 class Connection(asyncio.Protocol):
@@ -302,10 +375,25 @@ class Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._paused = False
 
-    def start(self, request: bytes, max_body: int | None) -> WireResponse:
-        """Send ``request`` (the whole message) and return its pending answer."""
+    def start(
+        self,
+        request: bytes,
+        max_body: int | None,
+        *,
+        head_only: bool = False,
+        streaming: bool = False,
+    ) -> WireResponse:
+        """Send ``request`` (the whole message) and return its pending answer.
+
+        ``head_only``: the request is a HEAD, so the answer has no body.
+        ``streaming``: the body will be read piece by piece, so a reader that
+        falls behind pauses the socket.
+        """
         assert self.transport is not None and self.response is None
-        response = self.response = WireResponse(self, self.loop.create_future(), max_body)
+        response = WireResponse(
+            self, self.loop.create_future(), max_body, head_only=head_only, streaming=streaming
+        )
+        self.response = response
         self.transport.write(request)
         return response
 
@@ -328,6 +416,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         response = self.response
+        self.pool.live.discard(self)
         if response is not None:
             response.eof()
 

@@ -9,6 +9,8 @@ connections are reused newest first, so a burst's extra connections age out
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -24,14 +26,20 @@ Origin = tuple[str, str, int]
 class HostPool:
     """The connections to one origin."""
 
-    __slots__ = ("busy", "client", "idle", "origin")
+    __slots__ = ("busy", "client", "idle", "live", "origin", "waiters", "waiting")
 
     def __init__(self, client: WireClient, origin: Origin) -> None:
         self.client = client
         self.origin = origin
         self.idle: list[Connection] = []
+        self.live: set[Connection] = set()
+        """Every open connection, idle or busy (closed all at once by ``aclose``)."""
         self.busy = 0
         """Connections in use or opening."""
+        self.waiters: deque[asyncio.Future[None]] = deque()
+        """Requests waiting for this origin's cap (``max_connections_per_host``)."""
+        self.waiting = 0
+        """Requests waiting for either cap; a pool with waiters is never pruned."""
 
     def take_idle(self, now: float, keepalive: float) -> Connection | None:
         """The newest idle connection still usable, closing expired ones."""
