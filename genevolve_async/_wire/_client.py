@@ -361,6 +361,8 @@ class WireClient:
     def _message(
         self, method: str, route: _Route, headers: Mapping[str, str] | None, body: bytes
     ) -> bytes:
+        if not _token(method):
+            raise ValueError(f"{method!r} is not an HTTP method")
         lines = [f"{method} {route.target} HTTP/1.1\r\n"]
         given: set[str] = set()
         if headers:
@@ -423,7 +425,11 @@ def _parse_route(url: str) -> _Route:
     host = parts.hostname
     if not host:
         raise ValueError("the URL has no host")
-    port = parts.port or _DEFAULT_PORTS[scheme]  # ValueError for a bad port
+    port = parts.port  # ValueError for a port out of range
+    if port is None:
+        port = _DEFAULT_PORTS[scheme]
+    elif port == 0:
+        raise ValueError("the URL's port is 0")
     if not host.isascii():
         host = host.encode("idna").decode("ascii")
     target = parts.path or "/"

@@ -279,16 +279,25 @@ class WireResponse:
         except httptools.HttpParserError as exc:
             self._conn.fail(RemoteProtocolError(f"not an HTTP/1.1 answer: {exc}"))
 
-    def eof(self) -> None:
-        """The peer closed: an answer without a length ends here."""
+    def eof(self, reset: bool = False) -> None:
+        """The peer closed: an answer without a length ends here (unless ``reset``)."""
         if self.complete or self._error is not None:
             return
         headers = self.headers
-        if self.status and "content-length" not in headers and "transfer-encoding" not in headers:
+        if (
+            not reset
+            and self.status
+            and "content-length" not in headers
+            and "transfer-encoding" not in headers
+        ):
             # Neither length nor chunking: the body runs until the connection closes.
             self.keep_alive = False
-            if self._decoder is not None:
-                self._chunks.append(self._decoder.flush())
+            decoder = self._decoder
+            if decoder is not None:
+                self._chunks.append(decoder.flush())
+                if not decoder.eof:  # the compressed stream stopped short
+                    self.fail(ConnectionClosedError("the compressed body was cut off"))
+                    return
             self.complete = True
             self._wake_body()
             return
@@ -336,6 +345,10 @@ class _Deflate:
     @property
     def unconsumed_tail(self) -> bytes:
         return self._inner.unconsumed_tail  # type: ignore[no-any-return]
+
+    @property
+    def eof(self) -> bool:
+        return self._inner.eof  # type: ignore[no-any-return]
 
     def decompress(self, data: bytes, max_length: int = 0) -> bytes:
         if not self._started:
@@ -418,7 +431,9 @@ class Connection(asyncio.Protocol):
         response = self.response
         self.pool.live.discard(self)
         if response is not None:
-            response.eof()
+            # An error (a reset) is not an orderly end, even for a body that
+            # runs until the connection closes.
+            response.eof(reset=exc is not None)
 
     # -- used by WireResponse ------------------------------------------------------------
 
