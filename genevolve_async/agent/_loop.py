@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from .._concurrency import run_concurrently
 from .._errors import (
     AuthenticationError,
     ConfigurationError,
@@ -347,15 +348,14 @@ class Rollout:
         elif runnable:
             limiter = anyio.CapacityLimiter(self.config.max_tool_concurrency)
 
-            async def run_one(i: int, call: ToolCall) -> None:
+            async def run_one(item: tuple[int, ToolCall]) -> None:
+                i, call = item
                 async with limiter:
                     observations[call.index] = await self._run_call(
                         rnd, call, done[i - 1] if i else None, done[i]
                     )
 
-            async with anyio.create_task_group() as tg:
-                for i, call in enumerate(runnable):
-                    tg.start_soon(run_one, i, call)
+            await run_concurrently(run_one, list(enumerate(runnable)))
         self.result.timings.tools += time.monotonic() - started
         return observations
 

@@ -32,6 +32,7 @@ import aiofiles
 import aiofiles.os
 import anyio
 
+from .._concurrency import run_concurrently
 from .._errors import ConfigurationError
 from .._http import redact_url
 from .._wire import BodyTooLargeError, WireClient, WireResponse
@@ -404,9 +405,7 @@ class ImageCache:
 
         stored = False
         try:
-            async with anyio.create_task_group() as tg:
-                for url in pending:
-                    tg.start_soon(one, url)
+            await run_concurrently(one, pending)
             # Small images are verified here, on the loop (tens of microseconds
             # each), and written later; the rest take one thread hop together.
             in_thread: list[StoreJob] = []

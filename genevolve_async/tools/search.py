@@ -18,8 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import anyio
-
+from .._concurrency import run_concurrently
 from .._errors import AuthenticationError, ConfigurationError, ServiceError
 from .._types import JSONObject
 from ._base import ToolContext
@@ -209,7 +208,8 @@ class WebSearch:
         blocks: list[str] = [""] * len(runnable)
         fatal: list[BaseException] = []
 
-        async def one(index: int, query: str) -> None:
+        async def one(item: tuple[int, str]) -> None:
+            index, query = item
             try:
                 results = await self.backend.search(context.runtime, query, top_k)
             except (AuthenticationError, ConfigurationError) as exc:
@@ -223,9 +223,7 @@ class WebSearch:
             else:
                 blocks[index] = format_search_block(query, results[:top_k])
 
-        async with anyio.create_task_group() as tg:
-            for index, query in enumerate(runnable):
-                tg.start_soon(one, index, query)
+        await run_concurrently(one, list(enumerate(runnable)))
         if fatal:
             raise fatal[0]
         for query in queries[self.max_queries :]:
