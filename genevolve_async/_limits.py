@@ -107,6 +107,22 @@ class ProviderLimiter:
         now = time.monotonic()
         self._admit(now, now - start)
 
+    def try_acquire(self) -> bool:
+        """Take one admission if that needs no waiting; ``False`` otherwise.
+
+        A provider with a rate always answers ``False``: a token bucket's
+        grant is awaited, so its callers take the waiting path.
+        """
+        if self._bucket is not None:
+            return False
+        if self._slots is not None:
+            try:
+                self._slots.acquire_nowait()
+            except anyio.WouldBlock:
+                return False
+        self._admit(time.monotonic() if self.grant_times is not None else 0.0, 0.0)
+        return True
+
     def release(self) -> None:
         """Give back an admission taken with :meth:`acquire`."""
         self._in_flight -= 1

@@ -72,4 +72,6 @@ class EchoSearchTool:
     async def __call__(self, arguments: dict[str, Any], context: ToolContext) -> str:
         self.calls += 1
         queries = arguments.get("queries", [])
-        return "\n".join(f"--- search result for [{q}] ---\n--- end of search result ---" for q in queries)
+        return "\n".join(
+            f"--- search result for [{q}] ---\n--- end of search result ---" for q in queries
+        )

@@ -67,3 +67,17 @@ def test_bad_limits_are_refused() -> None:
     with pytest.raises(ValueError):
         ProviderLimiter("x", ProviderLimits(max_in_flight=0))
     assert ProviderLimits.per_minute(120).rate == 2.0
+
+
+async def test_try_acquire_admits_only_without_waiting() -> None:
+    free = ProviderLimiter("free")
+    assert free.try_acquire() and free.try_acquire()
+    assert free.in_flight == 2
+    capped = ProviderLimiter("capped", ProviderLimits(max_in_flight=1))
+    assert capped.try_acquire()
+    assert not capped.try_acquire()  # the one slot is taken
+    assert capped.in_flight == 1
+    capped.release()
+    assert capped.try_acquire() and capped.stats.grants == 2
+    # A rate's grants are awaited: the waiting path, always.
+    assert not ProviderLimiter("rated", ProviderLimits(rate=100)).try_acquire()

@@ -1,6 +1,5 @@
 """Each public namespace exports exactly its ``__all__``, and every name resolves."""
 
-
 from __future__ import annotations
 
 import importlib
@@ -29,6 +28,12 @@ def test_all_is_sorted_complete_and_resolves(name: str) -> None:
     assert len(set(exported)) == len(exported)  # ordering is ruff's RUF022
     for attr in exported:
         assert hasattr(module, attr), f"{name}.{attr} is in __all__ but missing"
-    public = {a for a in vars(module) if not a.startswith("_") and not isinstance(getattr(module, a), type(module))}
+    public = {
+        a
+        for a in vars(module)
+        if not a.startswith("_") and not isinstance(getattr(module, a), type(module))
+    }
     public -= {"annotations"}
-    assert public <= set(exported), f"{name} exposes names not in __all__: {sorted(public - set(exported))}"
+    assert public <= set(exported), (
+        f"{name} exposes names not in __all__: {sorted(public - set(exported))}"
+    )

@@ -3,7 +3,7 @@
 See :mod:`._client` for what it does and why it exists.
 """
 
-from ._client import Resolve, WireClient
+from ._client import Resolve, WireClient, WireStream
 from ._connection import Headers, WireResponse
 from ._exceptions import BodyTooLargeError, ConnectionClosedError, RemoteProtocolError, WireError
 
@@ -16,4 +16,5 @@ __all__ = [
     "WireClient",
     "WireError",
     "WireResponse",
+    "WireStream",
 ]

@@ -31,7 +31,7 @@ from ._connection import Connection, WireResponse
 from ._exceptions import ConnectionClosedError
 from ._pool import HostPool, Origin
 
-__all__ = ["Resolve", "WireClient"]
+__all__ = ["Resolve", "WireClient", "WireStream"]
 
 Resolve = Callable[[str, int], Awaitable[list[str]]]
 """``(host, port) -> addresses``: a custom resolver (may refuse by raising ``OSError``)."""
@@ -168,6 +168,7 @@ class WireClient:
             deadline = time.monotonic() + timeout
         for attempt in range(2):
             conn = await self._checkout(route.origin, None if timeout is None else deadline)
+            assert conn is not None
             if timeout is not None:
                 timer = _arm(conn, deadline, timeout)
             response = conn.start(message, max_body, head_only=method == "HEAD")
@@ -200,19 +201,24 @@ class WireClient:
         body: bytes = b"",
         timeout: float | None = None,
         max_body: int | None = None,
-    ) -> _Stream:
+    ) -> WireStream:
         """``async with client.stream(...) as response``: the body is read as it arrives.
 
         Use ``async for chunk in response.iter_chunks()``. Leaving the block
         before the body is complete closes the connection. Arguments as for
         :meth:`request`.
         """
-        return _Stream(self, method, url, headers, body, timeout, max_body)
+        return WireStream(self, method, url, headers, body, timeout, max_body)
 
     # -- connections ----------------------------------------------------------------
 
-    async def _checkout(self, origin: Origin, deadline: float | None) -> Connection:
-        """A connection to ``origin``, counted in use until :meth:`_release`."""
+    async def _checkout(
+        self, origin: Origin, deadline: float | None, *, wait: bool = True
+    ) -> Connection | None:
+        """A connection to ``origin``, counted in use until :meth:`_release`.
+
+        ``None`` when ``wait`` is false and the caps leave no room right now.
+        """
         if self._closed:
             raise RuntimeError("this WireClient is closed")
         pool = self._pools.get(origin)
@@ -220,6 +226,8 @@ class WireClient:
             pool = self._pools[origin] = HostPool(self, origin)
         per_host = self.max_connections_per_host
         if self._busy >= self.max_connections or (per_host and pool.busy >= per_host):
+            if not wait:
+                return None
             await self._wait_for_room(pool, deadline)
         pool.busy += 1
         self._busy += 1
@@ -442,10 +450,30 @@ def _parse_route(url: str) -> _Route:
     return _Route((scheme, host, port), target, host_header)
 
 
-class _Stream:
-    """The context manager :meth:`WireClient.stream` returns."""
+class WireStream:
+    """One streamed exchange: what :meth:`WireClient.stream` returns.
 
-    __slots__ = ("_args", "_client", "_conn", "_response", "_timer")
+    ``async with stream as response`` sends the request (unless
+    :meth:`begin` already did), waits for the status and headers, and
+    hands the connection back on exit: kept for reuse when the body was read
+    to its end, closed otherwise.
+
+    :meth:`begin` sends the request without waiting for the answer. Begin
+    several, then enter each in turn: their exchanges overlap on the wire,
+    with no task per request. A begun stream that is never entered must be
+    given up with :meth:`abandon`.
+    """
+
+    __slots__ = (
+        "_args",
+        "_client",
+        "_conn",
+        "_deadline",
+        "_message",
+        "_response",
+        "_route",
+        "_timer",
+    )
 
     def __init__(
         self,
@@ -459,36 +487,66 @@ class _Stream:
     ) -> None:
         self._client = client
         self._args = (method, url, headers, body, timeout, max_body)
+        self._route: _Route | None = None
+        self._message = b""
+        self._deadline: float | None = None
         self._conn: Connection | None = None
         self._response: WireResponse | None = None
         self._timer: asyncio.TimerHandle | None = None
 
-    async def __aenter__(self) -> WireResponse:
+    async def begin(self, *, wait: bool = True) -> bool:
+        """Send the request now; the answer is awaited on entering the stream.
+
+        Args:
+            wait: wait for a connection slot when the caps are reached. With
+                ``False``, nothing is sent and ``False`` returned instead: a
+                caller that holds other begun streams must not wait for a slot
+                they may be holding (it would wait for ever).
+
+        Returns:
+            Whether the request went out.
+
+        Raises:
+            As :meth:`WireClient.request` does, for connecting and bad input.
+        """
         client = self._client
         method, url, headers, body, timeout, max_body = self._args
-        route = client._route(url)
-        message = client._message(method, route, headers, body)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._route is None:
+            self._route = client._route(url)
+            self._message = client._message(method, self._route, headers, body)
+            if timeout is not None:
+                self._deadline = time.monotonic() + timeout
+        if self._conn is not None:
+            raise RuntimeError("this stream has already begun")
+        conn = await client._checkout(self._route.origin, self._deadline, wait=wait)
+        if conn is None:
+            return False
+        self._conn = conn
+        if self._deadline is not None and timeout is not None:
+            self._timer = _arm(conn, self._deadline, timeout)
+        self._response = conn.start(
+            self._message, max_body, head_only=method == "HEAD", streaming=True
+        )
+        return True
+
+    async def __aenter__(self) -> WireResponse:
+        if self._conn is None:
+            await self.begin()
+        client = self._client
         for attempt in range(2):
-            conn = self._conn = await client._checkout(route.origin, deadline)
-            if deadline is not None and timeout is not None:
-                self._timer = _arm(conn, deadline, timeout)
-            response = self._response = conn.start(
-                message, max_body, head_only=method == "HEAD", streaming=True
-            )
+            conn, response = self._conn, self._response
+            assert conn is not None and response is not None
             try:
                 await response._head_waiter  # type: ignore[misc]
             except ConnectionClosedError:
-                self._release_timer()
-                self._conn = None
-                client._release(conn, None)
+                self.abandon()
                 if attempt == 0 and conn.reused and not response.received and not client._closed:
+                    # A stale keep-alive connection: the server never answered.
+                    await self.begin()
                     continue
                 raise
             except BaseException:
-                self._release_timer()
-                self._conn = None
-                client._release(conn, None)
+                self.abandon()
                 raise
             return response
         raise AssertionError("unreachable")  # pragma: no cover
@@ -499,12 +557,19 @@ class _Stream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.finish(reuse=exc is None)
+
+    def finish(self, *, reuse: bool = True) -> None:
+        """Hand the connection back: reused if ``reuse`` and the body was read to its end."""
         self._release_timer()
         conn, response = self._conn, self._response
         self._conn = None
-        if conn is None or response is None:
-            return
-        self._client._release(conn, response if exc is None else None)
+        if conn is not None:
+            self._client._release(conn, response if reuse else None)
+
+    def abandon(self) -> None:
+        """Give the exchange up: its connection is closed, never reused."""
+        self.finish(reuse=False)
 
     def _release_timer(self) -> None:
         if self._timer is not None:

@@ -21,6 +21,7 @@ import io
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -32,10 +33,9 @@ import aiofiles
 import aiofiles.os
 import anyio
 
-from .._concurrency import run_concurrently
 from .._errors import ConfigurationError
 from .._http import redact_url
-from .._wire import BodyTooLargeError, WireClient, WireResponse
+from .._wire import BodyTooLargeError, WireClient, WireResponse, WireStream
 from ._address import AddressPolicy, GuardedResolver, RefusedAddressError
 from ._image_files import (
     ImageRejectedError,
@@ -395,17 +395,9 @@ class ImageCache:
                 pending.append(url)
         fetched: dict[str, tuple[str, int, bytes | Path]] = {}
 
-        async def one(url: str) -> None:
-            try:
-                async with self.runtime.limiter(self.provider).slot():
-                    fetched[url] = await self._get(url)
-            except _Dropped as exc:
-                out[url] = None
-                self._drop(url, exc)
-
         stored = False
         try:
-            await run_concurrently(one, pending)
+            await self._download_all(pending, fetched, out)
             # Small images are verified here, on the loop (tens of microseconds
             # each), and written later; the rest take one thread hop together.
             in_thread: list[StoreJob] = []
@@ -490,44 +482,166 @@ class ImageCache:
 
     # -- one download ------------------------------------------------------------
 
-    async def _get(self, url: str) -> tuple[str, int, bytes | Path]:
-        """Download ``url``, following redirects, within ``settings.timeout`` in all."""
-        current = url
-        # The client's own timer bounds each hop (cheaper than a cancel scope
-        # per download); the hops share one deadline.
+    async def _download_all(
+        self,
+        urls: list[str],
+        fetched: dict[str, tuple[str, int, bytes | Path]],
+        out: dict[str, Path | None],
+    ) -> None:
+        """Download ``urls`` concurrently, with no task per download in the usual case.
+
+        Every request goes out first; the answers are then read in order.
+        An answer that is complete when its turn comes (a small image: the
+        usual case) is handled in this task. A redirect, or a body still
+        arriving, moves to a task of its own, so no download waits on
+        another's body. Each download holds one limiter admission until done.
+        """
+        limiter = self.runtime.limiter(self.provider)
         timeout = self.settings.timeout
-        deadline = time.monotonic() + timeout
-        limit = self.settings.max_bytes
-        for _ in range(self.settings.max_redirects + 1):
-            self._check_url(current)
-            self.stats.requests += 1
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise _Dropped("timeout", f"no complete answer in {timeout:g}s")
+        begun: deque[tuple[str, WireStream, float]] = deque()
+
+        def drop(url: str, exc: _Dropped) -> None:
+            out[url] = None
+            self._drop(url, exc)
+
+        async def rest_of(
+            url: str, stream: WireStream, resp: WireResponse, deadline: float
+        ) -> None:
             try:
-                async with self._wire.stream(
-                    "GET", current, headers=_HEADERS, max_body=limit, timeout=left
-                ) as resp:
-                    if resp.status in _REDIRECTS:
-                        current = self._next_hop(current, resp.headers.get("Location"))
+                fetched[url] = await self._get(url, deadline, first=(stream, resp))
+            except _Dropped as exc:
+                drop(url, exc)
+            finally:
+                limiter.release()
+
+        async def waiting(url: str) -> None:
+            try:
+                async with limiter.slot():
+                    fetched[url] = await self._get(url, time.monotonic() + timeout)
+            except _Dropped as exc:
+                drop(url, exc)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for index, url in enumerate(urls):
+                    deadline = time.monotonic() + timeout
+                    try:
+                        self._check_url(url)
+                    except _Dropped as exc:
+                        drop(url, exc)
                         continue
-                    if resp.status != 200:
-                        raise _Dropped("http_status", f"HTTP {resp.status}")
-                    self._check_type(resp.content_type)
-                    return await self._stream(resp)
+                    sent = False
+                    if limiter.try_acquire():
+                        stream = self._open(url, deadline)
+                        try:
+                            sent = await stream.begin(wait=False)
+                        except Exception as exc:
+                            limiter.release()
+                            self.stats.requests += 1
+                            drop(url, self._dropped_for(exc))
+                            continue
+                        except BaseException:
+                            limiter.release()
+                            raise
+                        if not sent:
+                            limiter.release()
+                    if not sent:  # we would wait: the rest wait in tasks, holding nothing
+                        for later in urls[index:]:
+                            tg.start_soon(waiting, later)
+                        break
+                    self.stats.requests += 1
+                    begun.append((url, stream, deadline))
+                while begun:
+                    url, stream, deadline = begun[0]
+                    try:
+                        resp = await stream.__aenter__()
+                    except Exception as exc:
+                        begun.popleft()
+                        limiter.release()
+                        drop(url, self._dropped_for(exc))
+                        continue
+                    begun.popleft()
+                    if resp.status in _REDIRECTS or not resp.complete:
+                        tg.start_soon(rest_of, url, stream, resp, deadline)
+                        continue
+                    try:
+                        fetched[url] = await self._get(url, deadline, first=(stream, resp))
+                    except _Dropped as exc:
+                        drop(url, exc)
+                    finally:
+                        limiter.release()
+        finally:
+            for _url, stream, _deadline in begun:  # cancelled: give up the unread ones
+                stream.abandon()
+                limiter.release()
+
+    def _open(self, url: str, deadline: float) -> WireStream:
+        return self._wire.stream(
+            "GET",
+            url,
+            headers=_HEADERS,
+            max_body=self.settings.max_bytes,
+            timeout=max(0.0, deadline - time.monotonic()),
+        )
+
+    async def _get(
+        self,
+        url: str,
+        deadline: float,
+        *,
+        first: tuple[WireStream, WireResponse] | None = None,
+    ) -> tuple[str, int, bytes | Path]:
+        """Download ``url``, following redirects, by ``deadline`` (``time.monotonic``).
+
+        ``first``: the first hop's stream, already entered. The client's own
+        timer bounds each hop (cheaper than a cancel scope per download).
+        """
+        current = url
+        for _ in range(self.settings.max_redirects + 1):
+            if first is not None:
+                (stream, resp), first = first, None
+            else:
+                self._check_url(current)
+                if deadline <= time.monotonic():
+                    raise _Dropped("timeout", f"no complete answer in {self.settings.timeout:g}s")
+                stream = self._open(current, deadline)
+                self.stats.requests += 1
+                try:
+                    resp = await stream.__aenter__()
+                except Exception as exc:
+                    raise self._dropped_for(exc) from exc
+            try:
+                if resp.status in _REDIRECTS:
+                    current = self._next_hop(current, resp.headers.get("Location"))
+                    continue
+                if resp.status != 200:
+                    raise _Dropped("http_status", f"HTTP {resp.status}")
+                self._check_type(resp.content_type)
+                return await self._stream(resp)
             except _Dropped:
                 raise
-            except RefusedAddressError as exc:
-                raise _Dropped("private_address", str(exc)) from exc
-            except BodyTooLargeError as exc:
-                raise _Dropped("too_large", f"more than {limit} bytes") from exc
-            except TimeoutError as exc:
-                raise _Dropped("timeout", f"no complete answer in {timeout:g}s") from exc
-            except OSError as exc:
-                raise _Dropped("network", f"{type(exc).__name__}: {exc}") from exc
-            except ValueError as exc:  # a URL the client cannot send
-                raise _Dropped("bad_url", str(exc)) from exc
+            except Exception as exc:
+                raise self._dropped_for(exc) from exc
+            finally:
+                # Any answer read to its end, refused or not, leaves a reusable connection.
+                stream.finish(reuse=resp.complete)
         raise _Dropped("too_many_redirects", f"more than {self.settings.max_redirects}")
+
+    def _dropped_for(self, exc: Exception) -> _Dropped:
+        """Why a download failed, as a drop reason (re-raises what is not a download error)."""
+        if isinstance(exc, _Dropped):
+            return exc
+        if isinstance(exc, RefusedAddressError):
+            return _Dropped("private_address", str(exc))
+        if isinstance(exc, BodyTooLargeError):
+            return _Dropped("too_large", f"more than {self.settings.max_bytes} bytes")
+        if isinstance(exc, TimeoutError):
+            return _Dropped("timeout", f"no complete answer in {self.settings.timeout:g}s")
+        if isinstance(exc, OSError):
+            return _Dropped("network", f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, ValueError):  # a URL the client cannot send
+            return _Dropped("bad_url", str(exc))
+        raise exc
 
     def _check_url(self, url: str) -> None:
         try:

@@ -35,7 +35,9 @@ def _other_tasks() -> set[asyncio.Task[Any]]:
     return {
         t
         for t in asyncio.all_tasks()
-        if t is not current and not t.done() and not t.get_coro().__qualname__.startswith("RequestHandler.")  # type: ignore[union-attr]
+        if t is not current
+        and not t.done()
+        and not t.get_coro().__qualname__.startswith("RequestHandler.")  # type: ignore[union-attr]
     }
 
 
@@ -57,7 +59,9 @@ async def test_stream_yields_events_in_order(make_agent: Any) -> None:
 async def test_leaving_stream_early_cancels_the_rollout(runtime: Runtime) -> None:
     policy = SimPolicy(latency=Latency(mean=0.05))
     async with SimServer(policy.app) as server:
-        agent = GenEvolveAgent(runtime=runtime, base_url=server.url + "/v1", tools=[QueryKnowledge()])
+        agent = GenEvolveAgent(
+            runtime=runtime, base_url=server.url + "/v1", tools=[QueryKnowledge()]
+        )
         before = _other_tasks()
         async with agent.stream("walk away [sim:rounds=8]") as events:
             async for event in events:
@@ -76,7 +80,10 @@ async def test_cancellation_leaves_no_task_or_connection(runtime: Runtime) -> No
     seen: list[Any] = []
     async with SimServer(policy.app) as server:
         agent = GenEvolveAgent(
-            runtime=runtime, base_url=server.url + "/v1", tools=[QueryKnowledge()], hooks=[seen.append]
+            runtime=runtime,
+            base_url=server.url + "/v1",
+            tools=[QueryKnowledge()],
+            hooks=[seen.append],
         )
         before = _other_tasks()
         with anyio.move_on_after(0.2):
@@ -91,7 +98,9 @@ async def test_cancellation_leaves_no_task_or_connection(runtime: Runtime) -> No
 async def test_timeout_ends_as_timeout(runtime: Runtime) -> None:
     policy = SimPolicy(latency=Latency(mean=5.0))
     async with SimServer(policy.app) as server:
-        agent = GenEvolveAgent(runtime=runtime, base_url=server.url + "/v1", tools=[QueryKnowledge()])
+        agent = GenEvolveAgent(
+            runtime=runtime, base_url=server.url + "/v1", tools=[QueryKnowledge()]
+        )
         before = _other_tasks()
         result = await agent.arun("slow model", timeout=0.2)
         assert result.termination == "timeout"
@@ -151,7 +160,9 @@ def test_run_works_twice_from_sync_code() -> None:
 
 
 def test_run_refuses_a_runtime_from_another_loop() -> None:
-    agent = GenEvolveAgent(runtime=Runtime(), base_url="http://127.0.0.1:9/v1", tools=[QueryKnowledge()])
+    agent = GenEvolveAgent(
+        runtime=Runtime(), base_url="http://127.0.0.1:9/v1", tools=[QueryKnowledge()]
+    )
     with pytest.raises(ConfigurationError, match="arun"):
         agent.run("x")
 
@@ -180,7 +191,12 @@ def test_original_keywords_and_config() -> None:
     with pytest.raises(ConfigurationError, match="system_prompt_file"):
         AgentConfig(system_prompt_file="/nonexistent/prompt.txt")
     defaults = AgentConfig()
-    assert (defaults.max_rounds, defaults.max_tokens_per_round, defaults.temperature, defaults.top_p) == (11, 4096, 0.6, 0.9)
+    assert (
+        defaults.max_rounds,
+        defaults.max_tokens_per_round,
+        defaults.temperature,
+        defaults.top_p,
+    ) == (11, 4096, 0.6, 0.9)
     assert (defaults.n_max_reference_images, defaults.max_tool_calls) == (2, 10)
     assert (defaults.max_prompt_tokens, defaults.max_response_tokens) == (6144, 30000)
     assert "api_key" not in repr(defaults)

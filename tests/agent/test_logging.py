@@ -17,7 +17,9 @@ async def test_log_records_carry_the_rollout_id_and_no_key(
 ) -> None:
     policy, url = sim_policy
     policy.fail_next(1, 403)
-    agent = GenEvolveAgent(runtime=runtime, base_url=url, api_key="sk-log-secret", tools=[QueryKnowledge()])
+    agent = GenEvolveAgent(
+        runtime=runtime, base_url=url, api_key="sk-log-secret", tools=[QueryKnowledge()]
+    )
     with caplog.at_level(logging.DEBUG, logger="genevolve_async"):
         result = await agent.arun("logged", rollout_id="rid-42")
     records = [r for r in caplog.records if r.name.startswith("genevolve_async.agent")]

@@ -86,7 +86,13 @@ async def test_k_tool_calls_of_a_turn_run_concurrently_and_answer_in_call_order(
     finished = [e for e in events if isinstance(e, ToolCallFinished)]
     assert [e.index for e in started] == [0, 1, 2, 3, 4]
     assert sorted(e.index for e in finished) == [0, 1, 2, 3, 4]
-    assert [e.ok for e in sorted(finished, key=lambda e: e.index)] == [True, False, True, True, True]
+    assert [e.ok for e in sorted(finished, key=lambda e: e.index)] == [
+        True,
+        False,
+        True,
+        True,
+        True,
+    ]
 
 
 async def test_max_tool_concurrency_bounds_a_turn_without_dropping(
@@ -109,7 +115,9 @@ async def test_img_ids_do_not_depend_on_download_order(
     policy.script.tools = ("image_search",)
     seen: set[tuple[str, ...]] = set()
     async with Runtime() as runtime:
-        agent = GenEvolveAgent(runtime=runtime, base_url=url, tools=[SimImageTool(image_host[1], image_dir)])
+        agent = GenEvolveAgent(
+            runtime=runtime, base_url=url, tools=[SimImageTool(image_host[1], image_dir)]
+        )
         for _ in range(20):
             result = await agent.arun("shuffled downloads [sim:parallel=3] [sim:rounds=2]")
             assert result.termination == "answer"
@@ -162,13 +170,19 @@ async def test_unregistered_answer_ids_are_dropped(make_agent: Any) -> None:
 
 async def test_prompt_checks(make_agent: Any) -> None:
     empty = await make_agent().arun("   ")
-    assert empty.termination == "error" and empty.error is not None and empty.error.kind == "invalid_request"
+    assert (
+        empty.termination == "error"
+        and empty.error is not None
+        and empty.error.kind == "invalid_request"
+    )
     huge = await make_agent().arun("word " * 10_000)
     assert huge.error is not None and "prompt budget" in huge.error.message
     assert huge.rounds == 0
 
 
 async def test_response_budget_caps_rounds(make_agent: Any) -> None:
-    result = await make_agent(max_response_tokens=4100, max_tokens_per_round=4096).arun("tight [sim:never-answer]")
+    result = await make_agent(max_response_tokens=4100, max_tokens_per_round=4096).arun(
+        "tight [sim:never-answer]"
+    )
     # The first round leaves less than a full round of budget: the second is final.
     assert result.rounds == 2 and result.termination == "max_rounds_reached"

@@ -11,7 +11,9 @@ from genevolve_async.bench._chart import SweepPoint, draw_sweep_chart
 from genevolve_async.bench._cli import main
 
 
-def test_sweep_with_comparison_writes_report_and_chart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sweep_with_comparison_writes_report_and_chart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     main(
         [
             "--sweep", "4,8", "--num-rollouts", "16", "--model-latency", "0.02",
@@ -42,7 +44,9 @@ def test_chart_refuses_no_points(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         draw_sweep_chart([], tmp_path / "x.png", title="t")
     path = draw_sweep_chart(
-        [SweepPoint(runner="genevolve-async", concurrency=16, throughput=5.0)], tmp_path / "one.png", title="t"
+        [SweepPoint(runner="genevolve-async", concurrency=16, throughput=5.0)],
+        tmp_path / "one.png",
+        title="t",
     )
     assert path.is_file()
 

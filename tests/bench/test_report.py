@@ -20,7 +20,9 @@ def test_default_scenario_critical_path_is_2_7_seconds() -> None:
 
 
 def test_critical_path_follows_the_tool_cycle() -> None:
-    scenario = Scenario(rounds=6, model_latency=10.0, tools=("search", "image_search", "query_knowledge"))
+    scenario = Scenario(
+        rounds=6, model_latency=10.0, tools=("search", "image_search", "query_knowledge")
+    )
     # 6 model calls, then tools search, image_search, query_knowledge, search, image_search.
     assert scenario.critical_path == pytest.approx(60 + 0.3 + 0.4 + 0 + 0.3 + 0.4)
     assert Scenario(rounds=1).critical_path == pytest.approx(0.5)

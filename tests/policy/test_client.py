@@ -19,7 +19,9 @@ async def replicas() -> AsyncIterator[list[tuple[SimPolicy, str]]]:
     async with AsyncExitStack() as stack:
         out = []
         for i in range(2):
-            policy = SimPolicy(script=KNOWLEDGE_ONLY, latency=Latency(mean=0.01, spread=0.5), seed=i)
+            policy = SimPolicy(
+                script=KNOWLEDGE_ONLY, latency=Latency(mean=0.01, spread=0.5), seed=i
+            )
             server = await stack.enter_async_context(SimServer(policy.app))
             out.append((policy, server.url + "/v1"))
         yield out
@@ -29,9 +31,13 @@ def _fast_retry() -> RetryPolicy:
     return RetryPolicy(initial=0.01, jitter=0.0, max_delay=0.05)
 
 
-async def test_two_replicas_share_rollouts_and_each_rollout_sticks(replicas: list[tuple[SimPolicy, str]]) -> None:
+async def test_two_replicas_share_rollouts_and_each_rollout_sticks(
+    replicas: list[tuple[SimPolicy, str]],
+) -> None:
     async with Runtime() as runtime:
-        agent = GenEvolveAgent(runtime=runtime, base_url=[u for _, u in replicas], tools=[QueryKnowledge()])
+        agent = GenEvolveAgent(
+            runtime=runtime, base_url=[u for _, u in replicas], tools=[QueryKnowledge()]
+        )
         results = []
 
         async def one(i: int) -> None:
@@ -55,7 +61,9 @@ async def test_failing_replica_is_quarantined_and_rollouts_finish_elsewhere(
     (good, good_url), (bad, bad_url) = replicas
     bad.latency = Latency(mean=0.05)
     async with Runtime(retry=_fast_retry()) as runtime:
-        agent = GenEvolveAgent(runtime=runtime, base_url=[good_url, bad_url], tools=[QueryKnowledge()])
+        agent = GenEvolveAgent(
+            runtime=runtime, base_url=[good_url, bad_url], tools=[QueryKnowledge()]
+        )
         results = []
 
         async def one(i: int) -> None:
@@ -81,7 +89,9 @@ async def test_429_retry_after_is_honoured() -> None:
     async with SimServer(policy.app) as server, Runtime(retry=RetryPolicy(initial=5.0)) as runtime:
         policy.fail_next(1, 429, retry_after=0.3)
         client = PolicyClient(runtime, base_urls=server.url + "/v1", model="GenEvolve")
-        reply = await client.complete([{"role": "user", "content": "hi"}], affinity=PolicyAffinity())
+        reply = await client.complete(
+            [{"role": "user", "content": "hi"}], affinity=PolicyAffinity()
+        )
     assert reply.content
     first, second = policy.stats.request_times
     assert second - first >= 0.29  # the Retry-After delay, not the 5 s formula
@@ -94,7 +104,9 @@ async def test_auth_failure_is_not_retried_and_hides_the_key() -> None:
     policy = SimPolicy()
     async with SimServer(policy.app) as server:
         policy.fail_next(5, 401)
-        agent = GenEvolveAgent(base_url=server.url + "/v1", api_key="sk-very-secret-123", tools=[QueryKnowledge()])
+        agent = GenEvolveAgent(
+            base_url=server.url + "/v1", api_key="sk-very-secret-123", tools=[QueryKnowledge()]
+        )
         result = await agent.arun("a cat")
     assert result.termination == "error"
     assert result.error is not None and result.error.kind == "authentication"
@@ -107,7 +119,9 @@ async def test_server_errors_are_retried(sim_policy: tuple[SimPolicy, str]) -> N
     policy, url = sim_policy
     policy.fail_next(2, 500)
     async with Runtime(retry=_fast_retry()) as runtime:
-        result = await GenEvolveAgent(runtime=runtime, base_url=url, tools=[QueryKnowledge()]).arun("x [sim:rounds=1]")
+        result = await GenEvolveAgent(runtime=runtime, base_url=url, tools=[QueryKnowledge()]).arun(
+            "x [sim:rounds=1]"
+        )
     assert result.termination == "answer"
     assert runtime.stats.retries["policy"] == 2
 
@@ -128,7 +142,9 @@ async def test_openai_sdk_route_maps_errors(sim_policy: tuple[SimPolicy, str]) -
     policy.fail_next(1, 429, retry_after=0.05)
     policy.fail_next(1, 403)
     async with Runtime(retry=_fast_retry()) as runtime:
-        client = PolicyClient(runtime, base_urls=url, model="GenEvolve", route="openai", api_key="sk-x")
+        client = PolicyClient(
+            runtime, base_urls=url, model="GenEvolve", route="openai", api_key="sk-x"
+        )
         with pytest.raises(Exception) as info:
             await client.complete([{"role": "user", "content": "hi"}])
     assert type(info.value).__name__ == "AuthenticationError"

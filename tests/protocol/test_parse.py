@@ -12,13 +12,16 @@ def test_single_text_call_with_think() -> None:
         round_index=3,
     )
     assert reply.think == "plan"
-    assert reply.tool_calls == [ToolCall(id="call_3_0", name="search", arguments={"queries": ["a"]}, index=0)]
+    assert reply.tool_calls == [
+        ToolCall(id="call_3_0", name="search", arguments={"queries": ["a"]}, index=0)
+    ]
     assert reply.answer is None
 
 
 def test_every_tool_call_block_in_order() -> None:
     text = "".join(
-        f'<tool_call>{{"name": "image_search", "arguments": {{"query": "q{i}"}}}}</tool_call>\n' for i in range(3)
+        f'<tool_call>{{"name": "image_search", "arguments": {{"query": "q{i}"}}}}</tool_call>\n'
+        for i in range(3)
     )
     reply = parse_reply(text)
     assert [c.arguments["query"] for c in reply.tool_calls] == ["q0", "q1", "q2"]
@@ -45,10 +48,16 @@ def test_answer_tolerates_fences_and_trailing_commas() -> None:
 
 
 def test_answer_problems_are_reported_not_raised() -> None:
-    assert parse_reply("<answer>{not json</answer>").answer_problem == "the <answer> block is not valid JSON"
+    assert (
+        parse_reply("<answer>{not json</answer>").answer_problem
+        == "the <answer> block is not valid JSON"
+    )
     assert "gen_prompt" in (parse_reply('<answer>{"gen_prompt": ""}</answer>').answer_problem or "")
     assert "object" in (parse_reply("<answer>[1, 2]</answer>").answer_problem or "")
-    assert "list" in (parse_reply('<answer>{"gen_prompt": "x", "reference_images": 3}</answer>').answer_problem or "")
+    assert "list" in (
+        parse_reply('<answer>{"gen_prompt": "x", "reference_images": 3}</answer>').answer_problem
+        or ""
+    )
 
 
 def test_malformed_and_non_object_calls_become_problems() -> None:
@@ -67,7 +76,9 @@ def test_malformed_and_non_object_calls_become_problems() -> None:
 
 
 def test_string_encoded_arguments_are_decoded() -> None:
-    reply = parse_reply('<tool_call>{"name": "search", "arguments": "{\\"queries\\": [\\"x\\"]}"}</tool_call>')
+    reply = parse_reply(
+        '<tool_call>{"name": "search", "arguments": "{\\"queries\\": [\\"x\\"]}"}</tool_call>'
+    )
     assert reply.tool_calls[0].arguments == {"queries": ["x"]}
 
 
@@ -94,13 +105,23 @@ def test_unbalanced_close_tags_are_noted() -> None:
 
 def test_native_tool_calls_take_precedence() -> None:
     native = [
-        {"id": "abc", "type": "function", "function": {"name": "search", "arguments": '{"queries": ["q"]}'}},
-        {"id": "def", "type": "function", "function": {"name": "image_search", "arguments": "not json"}},
+        {
+            "id": "abc",
+            "type": "function",
+            "function": {"name": "search", "arguments": '{"queries": ["q"]}'},
+        },
+        {
+            "id": "def",
+            "type": "function",
+            "function": {"name": "image_search", "arguments": "not json"},
+        },
         "junk",
     ]
     reply = parse_reply(None, native)
     first, second, third = reply.calls
-    assert isinstance(first, ToolCall) and first.id == "abc" and first.arguments == {"queries": ["q"]}
+    assert (
+        isinstance(first, ToolCall) and first.id == "abc" and first.arguments == {"queries": ["q"]}
+    )
     assert isinstance(second, CallProblem) and second.name == "image_search"
     assert isinstance(third, CallProblem)
 

@@ -9,7 +9,12 @@ from genevolve_async.tools import ImageRegistry
 def _registry(n: int) -> ImageRegistry:
     registry = ImageRegistry()
     for i in range(n):
-        registry.register(local_path=f"/tmp/{i}.png", url=f"http://h/{i}.png", title=f"t{i}", page_url=f"http://p/{i}")
+        registry.register(
+            local_path=f"/tmp/{i}.png",
+            url=f"http://h/{i}.png",
+            title=f"t{i}",
+            page_url=f"http://p/{i}",
+        )
     return registry
 
 
@@ -41,10 +46,19 @@ def test_duplicates_keep_first_note_and_junk_is_ignored() -> None:
     registry = _registry(2)
     answer = {
         "gen_prompt": "x",
-        "reference_images": [{"img_id": "IMG_002", "note": "a"}, {"img_id": "IMG_002", "note": "b"}, 7, {"note": "no id"}, "IMG_001"],
+        "reference_images": [
+            {"img_id": "IMG_002", "note": "a"},
+            {"img_id": "IMG_002", "note": "b"},
+            7,
+            {"note": "no id"},
+            "IMG_001",
+        ],
     }
     program = finalize_program(answer, registry.get, max_references=5)
-    assert [(r.img_id, r.note) for r in program.reference_images] == [("IMG_001", ""), ("IMG_002", "a")]
+    assert [(r.img_id, r.note) for r in program.reference_images] == [
+        ("IMG_001", ""),
+        ("IMG_002", "a"),
+    ]
 
 
 def test_reference_image_is_indexable_like_a_dict() -> None:
@@ -59,6 +73,8 @@ def test_reference_image_is_indexable_like_a_dict() -> None:
 
 
 def test_program_paths() -> None:
-    program = finalize_program({"gen_prompt": "p", "reference_images": [{"img_id": "IMG_001"}]}, _registry(1).get)
+    program = finalize_program(
+        {"gen_prompt": "p", "reference_images": [{"img_id": "IMG_001"}]}, _registry(1).get
+    )
     assert program.reference_paths == ["/tmp/0.png"]
     assert program.to_dict()["reference_images"][0]["img_id"] == "IMG_001"

@@ -353,7 +353,9 @@ async def test_end_to_end_with_our_real_service(tiny_pipeline: Any, ref: str) ->
     assert capacity == 1  # the service's /health reports one device
 
 
-async def test_busy_503s_never_quarantine_the_only_endpoint(fast_runtime: Runtime, ref: str) -> None:
+async def test_busy_503s_never_quarantine_the_only_endpoint(
+    fast_runtime: Runtime, ref: str
+) -> None:
     """SPEC: a 503 means every GPU is busy. Under shared load it must not take
     the endpoint out (a quarantined lone endpoint would fail every render)."""
     sim = SimQwenService()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import ipaddress
 import os
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
-from genevolve_async import ConfigurationError, Runtime
+from genevolve_async import ConfigurationError, ProviderLimits, Runtime
 from genevolve_async.sim import SimImageHost
 from genevolve_async.tools import ImageCache, ImageCacheSettings
 from genevolve_async.tools._address import AddressPolicy, is_public_address
@@ -325,3 +327,87 @@ def test_index_log_skips_torn_and_unsafe_lines(tmp_path: Path) -> None:
     assert entries["k1"] == "a.png" and entries["k4"] == "b.jpg"
     assert "k2" not in entries and "k3" not in entries
     assert read_index_log(tmp_path / "missing.log") == {}
+
+
+# -- downloads fan out without a task each -------------------------------------------
+
+
+async def test_small_images_download_concurrently_without_a_task_each(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    host, url = images
+    cache = await ImageCache.for_runtime(runtime, cache_settings)
+    loop = asyncio.get_running_loop()
+    made: list[object] = []
+    factory = loop.get_task_factory()
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        # Ours run through anyio; the image host in this loop (aiohttp) makes its own.
+        where = getattr(getattr(coro, "cr_code", None), "co_filename", "")
+        if "aiohttp" not in where and "asyncio" not in where:
+            made.append(coro)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(counting)
+    try:
+        paths = await cache.fetch_many([f"{url}/img/fan-{i}.png" for i in range(5)])
+    finally:
+        loop.set_task_factory(factory)
+    assert all(p is not None and p.is_file() for p in paths)
+    assert made == []  # every answer came whole: read in this task, one after another
+    assert host.stats.route("GET /img/{name}").peak_in_flight == 5  # yet all five at once
+
+
+async def test_a_stalled_answer_does_not_hold_up_the_others(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    _, url = images
+    cache = await ImageCache.for_runtime(runtime, dataclasses.replace(cache_settings, timeout=0.3))
+    urls = [f"{url}/img/f-stall-first.png"] + [f"{url}/img/after-{i}.png" for i in range(4)]
+    paths = await cache.fetch_many(urls)
+    assert paths[0] is None and dict(cache.stats.dropped) == {"timeout": 1}
+    assert all(p is not None and p.is_file() for p in paths[1:])
+
+
+async def test_a_cancelled_fan_out_gives_back_its_admissions_and_connections(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    _, url = images
+    cache = await ImageCache.for_runtime(runtime, cache_settings)
+    urls = [f"{url}/img/f-stall-{i}.png" for i in range(3)]
+    with anyio.move_on_after(0.2) as scope:
+        await cache.fetch_many(urls)
+    assert scope.cancelled_caught
+    assert runtime.limiter(cache.provider).in_flight == 0
+    assert runtime.wire.connections_in_use == 0
+    assert files_under(cache.folder) == []
+
+
+@pytest.mark.parametrize("cap", ["connections", "admissions"])
+async def test_fan_outs_under_tight_caps_never_wait_on_each_other(
+    images: Host, cache_settings: ImageCacheSettings, cap: str
+) -> None:
+    _, url = images
+    # Eight fan-outs of five downloads share two connections (or two
+    # admissions): beginning a fan-out must never wait holding what others need.
+    if cap == "connections":
+        runtime = Runtime(max_connections=2)
+    else:
+        runtime = Runtime(limits={"images": ProviderLimits(max_in_flight=2)})
+    async with runtime:
+        cache = await ImageCache.for_runtime(runtime, cache_settings)
+        results: list[list[Path | None]] = []
+
+        async def fan_out(n: int) -> None:
+            results.append(
+                await cache.fetch_many([f"{url}/img/tight-{n}-{i}.png" for i in range(5)])
+            )
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for n in range(8):
+                    tg.start_soon(fan_out, n)
+        assert len(results) == 8
+        assert all(p is not None and p.is_file() for paths in results for p in paths)
+        assert runtime.limiter(cache.provider).in_flight == 0
+        assert runtime.wire.connections_in_use == 0

@@ -266,3 +266,30 @@ async def test_streams_respect_max_connections() -> None:
                 tg.start_soon(one)
         assert server.max_in_flight <= 2
         assert client.connections_in_use == 0
+
+
+async def test_begun_streams_overlap_without_tasks(client: WireClient) -> None:
+    async with RawServer(keep_answering(lambda r: answer(r.target.encode()), delay=0.05)) as server:
+        streams = [client.stream("GET", server.url(f"/{i}"), timeout=5) for i in range(3)]
+        for stream in streams:
+            await stream.begin()  # sends, does not wait for the answer
+        await server.wait_for_requests(3)
+        assert server.max_in_flight == 3 and len(server.connections) == 3
+        bodies = []
+        for stream in streams:
+            async with stream as response:
+                bodies.append(await response.read())
+    assert bodies == [b"/0", b"/1", b"/2"]
+    assert client.connections_in_use == 0 and client.idle_connections == 3
+
+
+async def test_an_abandoned_stream_closes_its_connection(client: WireClient) -> None:
+    async with RawServer(keep_answering(answer(b"unread"), delay=0.05)) as server:
+        stream = client.stream("GET", server.url(), timeout=5)
+        await stream.begin()
+        with pytest.raises(RuntimeError, match="already begun"):
+            await stream.begin()
+        stream.abandon()
+        assert client.connections_in_use == 0 and client.idle_connections == 0
+        with anyio.fail_after(5):
+            await server.connections[0].eof.wait()
