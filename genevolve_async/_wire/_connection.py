@@ -89,7 +89,10 @@ class WireResponse:
         self._head_waiter: asyncio.Future[None] | None = head_waiter
         self._body_waiter: asyncio.Future[None] | None = None
         self._max_body = max_body
-        self._parser = httptools.HttpResponseParser(self)
+        # The parser holds us (its callbacks) and we hold it: a cycle, broken
+        # when the answer ends so that reference counting frees both at once
+        # (the bench tunes the cyclic GC to run rarely).
+        self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -184,6 +187,7 @@ class WireResponse:
     def on_headers_complete(self) -> None:
         if self.complete:
             return
+        assert self._parser is not None, "only the parser calls this"
         status = self._parser.get_status_code()
         if 100 <= status < 200:
             # 100 Continue and friends: the real answer follows.
@@ -263,7 +267,9 @@ class WireResponse:
         self._finish()
 
     def _finish(self) -> None:
+        assert self._parser is not None, "only the parser calls this"
         self.keep_alive = self._parser.should_keep_alive()
+        self._parser = None  # feed_data holds it for the rest of this call
         self.complete = True
         self._conn.exchange_done(self)
         self._wake_body()
@@ -272,8 +278,12 @@ class WireResponse:
 
     def feed(self, data: bytes) -> None:
         self.received = True
+        parser = self._parser
+        if parser is None:  # bytes after the end, or after a failure: out of step
+            self.keep_alive = False
+            return
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._conn.fail(RemoteProtocolError("the server switched protocols"))
         except httptools.HttpParserError as exc:
@@ -309,6 +319,7 @@ class WireResponse:
         if self.complete or self._error is not None:
             return
         self._error = exc
+        self._parser = None
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)

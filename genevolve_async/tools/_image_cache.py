@@ -494,7 +494,15 @@ class ImageCache:
         An answer that is complete when its turn comes (a small image: the
         usual case) is handled in this task. A redirect, or a body still
         arriving, moves to a task of its own, so no download waits on
-        another's body. Each download holds one limiter admission until done.
+        another's body. Each download holds one limiter admission and one
+        connection until done.
+
+        Sending first never waits for an admission or a connection: the
+        downloads begun so far hold some, and other rollouts' fan-outs may
+        hold the rest, each waiting for the others' (a deadlock under tight
+        caps). When the limiter or the connection caps would make us wait,
+        the remaining downloads take the ordinary path instead, a task each,
+        waiting while holding nothing.
         """
         limiter = self.runtime.limiter(self.provider)
         timeout = self.settings.timeout
