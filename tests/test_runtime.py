@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from genevolve_async import ProviderLimits, Runtime, RuntimeClosedError
+from genevolve_async import ProviderLimits, Runtime, RuntimeClosedError, RuntimeConfig
 from genevolve_async._http import parse_retry_after, redact_url
 
 
@@ -19,6 +19,20 @@ async def test_lifecycle_and_no_reopen() -> None:
     with pytest.raises(RuntimeClosedError, match="reopened"):
         async with runtime:
             pass
+
+
+async def test_the_wire_client_follows_the_runtime() -> None:
+    runtime = Runtime(RuntimeConfig(max_connections=7, max_connections_per_host=3))
+    with pytest.raises(RuntimeClosedError, match="not open"):
+        _ = runtime.wire
+    async with runtime:
+        wire = runtime.wire
+        assert wire is runtime.wire  # one per runtime
+        assert (wire.max_connections, wire.max_connections_per_host) == (7, 3)
+    with pytest.raises(RuntimeClosedError, match="closed"):
+        _ = runtime.wire
+    with pytest.raises(RuntimeError, match="closed"):
+        await wire.request("GET", "http://127.0.0.1:9/")
 
 
 async def test_shared_limiters_pools_and_resources_closed_in_order() -> None:
