@@ -92,7 +92,7 @@ class ProviderLimiter:
     async def acquire(self) -> None:
         """Take one admission (waiting as the limits say); pair with :meth:`release`."""
         if self._bucket is None and self._slots is None:
-            self._admit(time.monotonic() if self.grant_times is not None else 0.0, 0.0)
+            self._admit_now()
             return
         start = time.monotonic()
         if self._slots is not None:
@@ -120,7 +120,7 @@ class ProviderLimiter:
                 self._slots.acquire_nowait()
             except anyio.WouldBlock:
                 return False
-        self._admit(time.monotonic() if self.grant_times is not None else 0.0, 0.0)
+        self._admit_now()
         return True
 
     def release(self) -> None:
@@ -128,6 +128,10 @@ class ProviderLimiter:
         self._in_flight -= 1
         if self._slots is not None:
             self._slots.release()
+
+    def _admit_now(self) -> None:
+        """Admit without having waited (the clock is read only when grants are recorded)."""
+        self._admit(time.monotonic() if self.grant_times is not None else 0.0, 0.0)
 
     def _admit(self, now: float, waited: float) -> None:
         stats = self.stats

@@ -234,16 +234,20 @@ class WireResponse:
             except zlib.error as exc:
                 self._conn.fail(RemoteProtocolError(f"a body that does not decompress: {exc}"))
                 return
-        self._size += len(body)
-        if self._max_body is not None and self._size > self._max_body:
-            self._conn.fail(BodyTooLargeError(f"the body is over {self._max_body} bytes"))
-            return
-        self._chunks.append(body)
-        if self._streaming:
-            self._buffered += len(body)
+        if self._keep(body) and self._streaming:
             if self._buffered > _HIGH_WATER:
                 self._conn.pause()
             self._wake_body()
+
+    def _keep(self, chunk: bytes) -> bool:
+        """Count ``chunk`` against the limit and keep it; ``False`` if it broke the limit."""
+        self._size += len(chunk)
+        if self._max_body is not None and self._size > self._max_body:
+            self._conn.fail(BodyTooLargeError(f"the body is over {self._max_body} bytes"))
+            return False
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        return True
 
     def on_message_complete(self) -> None:
         if self._informational:
@@ -257,13 +261,8 @@ class WireResponse:
             except zlib.error as exc:
                 self._conn.fail(RemoteProtocolError(f"a body that does not decompress: {exc}"))
                 return
-            if rest:
-                self._size += len(rest)
-                if self._max_body is not None and self._size > self._max_body:
-                    self._conn.fail(BodyTooLargeError(f"the body is over {self._max_body} bytes"))
-                    return
-                self._chunks.append(rest)
-                self._buffered += len(rest)
+            if rest and not self._keep(rest):
+                return
         self._finish()
 
     def _finish(self) -> None:
@@ -271,7 +270,7 @@ class WireResponse:
         self.keep_alive = self._parser.should_keep_alive()
         self._parser = None  # feed_data holds it for the rest of this call
         self.complete = True
-        self._conn.exchange_done(self)
+        self._conn.resume()  # a paused socket must read the next answer
         self._wake_body()
 
     # -- connection events ------------------------------------------------------
@@ -304,7 +303,8 @@ class WireResponse:
             self.keep_alive = False
             decoder = self._decoder
             if decoder is not None:
-                self._chunks.append(decoder.flush())
+                if not self._keep(decoder.flush()):
+                    return
                 if not decoder.eof:  # the compressed stream stopped short
                     self.fail(ConnectionClosedError("the compressed body was cut off"))
                     return
@@ -447,11 +447,6 @@ class Connection(asyncio.Protocol):
             response.eof(reset=exc is not None)
 
     # -- used by WireResponse ------------------------------------------------------------
-
-    def exchange_done(self, response: WireResponse) -> None:
-        """The answer is complete; the caller decides when to hand the connection back."""
-        if self._paused:
-            self.resume()
 
     def fail(self, exc: BaseException) -> None:
         response = self.response

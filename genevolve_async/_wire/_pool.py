@@ -14,7 +14,6 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._client import WireClient
     from ._connection import Connection
 
 __all__ = ["HostPool", "Origin"]
@@ -26,10 +25,9 @@ Origin = tuple[str, str, int]
 class HostPool:
     """The connections to one origin."""
 
-    __slots__ = ("busy", "client", "idle", "live", "origin", "waiters", "waiting")
+    __slots__ = ("busy", "idle", "live", "origin", "waiters", "waiting")
 
-    def __init__(self, client: WireClient, origin: Origin) -> None:
-        self.client = client
+    def __init__(self, origin: Origin) -> None:
         self.origin = origin
         self.idle: list[Connection] = []
         self.live: set[Connection] = set()

@@ -110,17 +110,14 @@ class GuardedResolver:
 
     async def __call__(self, host: str, port: int) -> list[str]:
         try:
-            literal = ipaddress.ip_address(host.strip("[]"))
+            found = [str(ipaddress.ip_address(host.strip("[]")))]  # a literal: no lookup
         except ValueError:
-            pass
-        else:
-            if not self.policy.allows(literal):
-                raise RefusedAddressError(f"address {literal} is not public")
-            return [str(literal)]
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+            found = [str(sockaddr[0]) for *_, sockaddr in infos]
         addresses: list[str] = []
-        for *_, sockaddr in infos:
-            address = str(sockaddr[0])
+        for address in found:
             try:
                 ip = ipaddress.ip_address(address)
             except ValueError as exc:

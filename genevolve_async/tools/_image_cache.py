@@ -512,9 +512,7 @@ class ImageCache:
             out[url] = None
             self._drop(url, exc)
 
-        async def rest_of(
-            url: str, stream: WireStream, resp: WireResponse, deadline: float
-        ) -> None:
+        async def finish(url: str, stream: WireStream, resp: WireResponse, deadline: float) -> None:
             try:
                 fetched[url] = await self._get(url, deadline, first=(stream, resp))
             except _Dropped as exc:
@@ -570,14 +568,9 @@ class ImageCache:
                         continue
                     begun.popleft()
                     if resp.status in _REDIRECTS or not resp.complete:
-                        tg.start_soon(rest_of, url, stream, resp, deadline)
-                        continue
-                    try:
-                        fetched[url] = await self._get(url, deadline, first=(stream, resp))
-                    except _Dropped as exc:
-                        drop(url, exc)
-                    finally:
-                        limiter.release()
+                        tg.start_soon(finish, url, stream, resp, deadline)
+                    else:
+                        await finish(url, stream, resp, deadline)
         finally:
             for _url, stream, _deadline in begun:  # cancelled: give up the unread ones
                 stream.abandon()

@@ -306,8 +306,9 @@ class ImageSearch:
         cache = await ImageCache.for_runtime(context.runtime, self.cache_settings)
         urls = [r.image_url for r in results]
         side_work = context.side_work  # None outside a rollout: nobody waits after us
-        deferred = side_work is not None
-        paths = await (cache.download_many(urls) if deferred else cache.fetch_many(urls))
+        paths = await (
+            cache.download_many(urls) if side_work is not None else cache.fetch_many(urls)
+        )
         entries: list[tuple[str, ImageResult, Path]] = []
         # Ids in result order, after the turn's earlier calls registered theirs.
         async with context.registration() as registry:

@@ -20,6 +20,16 @@ async def _never_answer(conn: ServerConn) -> None:
     await conn.until_eof()
 
 
+async def _part_then_whole(conn: ServerConn) -> None:
+    """The first connection gets part of a body and then silence; later ones whole answers."""
+    if conn.index == 0:
+        await conn.read_request()
+        await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart")
+        await conn.until_eof()
+    else:
+        await keep_answering(answer(b"whole"))(conn)
+
+
 async def _answer_later_connections(conn: ServerConn) -> None:
     """Connection 0 never answers; later connections answer normally."""
     if conn.index == 0:
@@ -162,15 +172,7 @@ async def test_cancelled_request_closes_its_connection(client: WireClient) -> No
 
 
 async def test_cancelled_mid_body_closes_its_connection(client: WireClient) -> None:
-    async def handler(conn: ServerConn) -> None:
-        if conn.index == 0:
-            await conn.read_request()
-            await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart")
-            await conn.until_eof()
-        else:
-            await keep_answering(answer(b"whole"))(conn)
-
-    async with RawServer(handler) as server:
+    async with RawServer(_part_then_whole) as server:
         with anyio.move_on_after(TIMEOUT):
             await client.request("GET", server.url())
         assert client.connections_in_use == 0
@@ -211,15 +213,7 @@ async def test_cancelled_while_connecting() -> None:
 
 
 async def test_cancelled_stream_closes_its_connection(client: WireClient) -> None:
-    async def handler(conn: ServerConn) -> None:
-        if conn.index == 0:
-            await conn.read_request()
-            await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart")
-            await conn.until_eof()
-        else:
-            await keep_answering(answer(b"whole"))(conn)
-
-    async with RawServer(handler) as server:
+    async with RawServer(_part_then_whole) as server:
         with anyio.move_on_after(TIMEOUT):
             async with client.stream("GET", server.url()) as response:
                 async for _ in response.iter_chunks():
