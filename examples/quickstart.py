@@ -113,8 +113,13 @@ async def generate(args: argparse.Namespace) -> int:
             result = await agent.arun(prompt, seed=args.seed)
             print(f"termination: {result.termination} after {result.rounds} rounds")
             print(f"gen_prompt: {result.gen_prompt or '(none: the request is rendered as is)'}")
+            if args.sim and result.reference_images:
+                # --sim downloads into a temporary folder removed on exit: a
+                # path there would name nothing by the time it is read.
+                print("references (kept in a temporary folder until the render is done):")
             for ref in result.reference_images:
-                print(f"  {ref.img_id}: {ref.local_path}  ({ref.note})")
+                where = ref.url if args.sim else ref.local_path
+                print(f"  {ref.img_id}: {where}  ({ref.note})")
             urls = setup["service_urls"] if setup["backend"] == "qwen-image-edit-service" else ()
             renderer = make_renderer(setup["backend"], runtime=runtime, service_urls=urls)
             await stack.enter_async_context(renderer)

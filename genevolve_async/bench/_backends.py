@@ -24,6 +24,8 @@ async def sim_process(config: SimConfig) -> AsyncIterator[dict[str, Any]]:
             sys.executable,
             "-m",
             "genevolve_async.sim",
+            "--json",
+            "--until-stdin-closes",
             "--config-json",
             json.dumps(config.to_dict()),
         ],

@@ -17,6 +17,7 @@ item is retried: the last line wins.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -290,6 +291,8 @@ class OutputLock:
     """An exclusive lock on an output folder, so two processes never append to one checkpoint.
 
     The kernel drops the lock when the process dies, even by ``kill -9``.
+    The lock file is removed when the lock is released; one left behind by a
+    killed process is stale and harmless (the next run takes it over).
     """
 
     def __init__(self, folder: Path) -> None:
@@ -306,19 +309,32 @@ class OutputLock:
             import fcntl
         except ImportError:  # pragma: no cover - no advisory locks on this platform
             return
-        handle = open(self.path, "a+b")  # noqa: SIM115 - kept open while locked
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        while True:
+            handle = open(self.path, "a+b")  # noqa: SIM115 - kept open while locked
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                raise ConfigurationError(
+                    f"another genevolve-async process is writing to {self.path.parent}; "
+                    "give each process its own --output-dir (use --shard and merge)"
+                ) from None
+            # The holder removes the file when it lets go: a lock taken on a
+            # file no longer at our path locks nothing anyone else will see.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._handle = handle
+                return
             handle.close()
-            raise ConfigurationError(
-                f"another genevolve-async process is writing to {self.path.parent}; "
-                "give each process its own --output-dir (use --shard and merge)"
-            ) from None
-        self._handle = handle
 
     def release(self) -> None:
-        """Let go of the lock. Idempotent."""
+        """Let go of the lock and remove its file. Idempotent."""
         handle, self._handle = self._handle, None
         if handle is not None:
+            # Removed while still held, so no one locks the old file after us.
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
             handle.close()

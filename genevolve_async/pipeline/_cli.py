@@ -86,6 +86,12 @@ def _batch_options(p: argparse.ArgumentParser, stage: str, *, prompts: bool) -> 
         help="redo items that failed in an earlier session (default: yes)",
     )
     g.add_argument("--fsync", action="store_true", help="fsync every checkpoint line")
+    g.add_argument(
+        "--preflight",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="check that every endpoint answers before the first item (default: yes)",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress line, no summary")
     g.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
 
@@ -225,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from .._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     p = sub.add_parser("run", help="agent rollouts -> results.json")
     _batch_options(p, "run", prompts=True)
@@ -259,8 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit status.
 
-    Status: 0 done, 1 refused or stopped by an error (the message says why),
-    2 bad arguments, 130 interrupted (rerun the same command to resume).
+    Status: 0 done, 1 refused or stopped by an error (the message says why,
+    an endpoint where nothing answers included), 2 bad arguments, 3 a stage
+    in which no item succeeded, 130 interrupted (rerun the same command to
+    resume).
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(

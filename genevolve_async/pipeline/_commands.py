@@ -1,8 +1,13 @@
 """What each command does: build the runtime, agent, renderer and judge from flags, then run.
 
 Everything a run needs is checked before the first item starts: a missing
-judge endpoint, a missing Serper key or service URL stops the command with
-a message saying what to set, instead of failing every item.
+judge endpoint, a missing Serper key or service URL, an endpoint where
+nothing answers, or a judged run without any ground-truth image stops the
+command with a message saying what to set, instead of failing every item.
+
+Exit status: 0 done; 1 refused or stopped by an error (the message says
+why); 2 bad arguments; 3 a stage finished without a single item that
+succeeded; 130 interrupted (rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -26,16 +31,27 @@ from .._runtime import Runtime
 from ..agent import AgentConfig, GenEvolveAgent
 from ..judge import JudgeClient, load_rubric
 from ..renderers import make_renderer
-from ..tools import ImageSearch, QueryKnowledge, Tool, WebSearch
+from ..tools import ImageSearch, QueryKnowledge, SerperBackend, Tool, WebSearch
 from ._export import ExportOptions, export_trajectories
 from ._ids import Shard
 from ._inputs import InputSource
 from ._merge import merge_checkpoints
+from ._preflight import Endpoint, batch_endpoints, check_endpoints, check_ground_truth
 from ._runner import BatchOptions, run_batch
 from ._stages import JudgeStage, RenderStage, RolloutStage, Stage, StageKind
 from ._summary import StageSummary, finalize_stage
+from ._text import plural
 
-__all__ = ["finalize_folder", "judge_endpoint", "render_options", "run_command"]
+__all__ = [
+    "EXIT_NOTHING_SUCCEEDED",
+    "finalize_folder",
+    "judge_endpoint",
+    "render_options",
+    "run_command",
+]
+
+EXIT_NOTHING_SUCCEEDED = 3
+"""Exit status of a batch in which some stage had items and not one succeeded."""
 
 # Checkpoint file of each stage, in chain order, and the results file it feeds.
 _CHECKPOINTS: tuple[tuple[str, StageKind, str], ...] = (
@@ -186,6 +202,7 @@ async def _batch(args: argparse.Namespace) -> int:
     out_dir: Path = args.output_dir or (data_file.parent if data_file else Path.cwd())
     if "evaluate" in kinds:
         judge_endpoint(args.judge_base_url, args.judge_api_key)  # refuse before any work
+        await check_ground_truth(source)
     limits = (
         {"serper": ProviderLimits(rate=args.search_rps)}
         if getattr(args, "search_rps", None)
@@ -225,6 +242,8 @@ async def _batch(args: argparse.Namespace) -> int:
             # Standalone, images are named relative to the results file; in a chain, to our folder.
             image_root = out_dir if len(kinds) > 1 or data_file is None else data_file.parent
             stages.append(JudgeStage(judge, image_root=image_root, parallel=parallel))
+        if getattr(args, "preflight", True):
+            await check_endpoints(runtime, _endpoints(args, kinds, stages))
         options = BatchOptions(
             resume=args.resume,
             force=args.force,
@@ -236,7 +255,46 @@ async def _batch(args: argparse.Namespace) -> int:
         report = await run_batch(source, out_dir, stages, options=options)
     if not args.quiet:
         print(report.text())
-    return 130 if report.interrupted else 0
+    if report.interrupted:
+        return 130
+    empty = [s.kind for s in report.summaries if s.items and not s.ok]
+    if empty:
+        print(
+            f"genevolve-async: no item succeeded in stage {', '.join(empty)} "
+            f"(exit status {EXIT_NOTHING_SUCCEEDED}); the errors above say why",
+            file=sys.stderr,
+        )
+        return EXIT_NOTHING_SUCCEEDED
+    return 0
+
+
+def _endpoints(
+    args: argparse.Namespace, kinds: tuple[StageKind, ...], stages: list[Stage]
+) -> list[Endpoint]:
+    """The endpoints the stages will use, to check before the first item."""
+    policy_urls: list[str] = []
+    policy_key = "EMPTY"
+    serper_url: str | None = None
+    for stage in stages:
+        if isinstance(stage, RolloutStage):
+            policy_urls = stage.agent.config.base_urls
+            policy_key = stage.agent.config.api_key
+            names = {n.strip() for n in args.tools.split(",")}
+            if _SEARCH_TOOLS & names:
+                serper_url = SerperBackend().base_url
+    service_urls = (
+        list(args.service_url)
+        if "render" in kinds and args.backend == "qwen-image-edit-service"
+        else []
+    )
+    judge = judge_endpoint(args.judge_base_url, args.judge_api_key) if "evaluate" in kinds else None
+    return batch_endpoints(
+        policy_urls=policy_urls,
+        policy_key=policy_key,
+        service_urls=service_urls,
+        judge=judge,
+        serper_url=serper_url,
+    )
 
 
 def finalize_folder(out_dir: Path) -> list[StageSummary]:
@@ -288,7 +346,7 @@ def _merge_folder(sources: list[Path], out_dir: Path, force: bool) -> list[str]:
         if paths:
             report = merge_checkpoints(paths, out_dir / name, force=force)
             notes.append(
-                f"{name}: {report.items} items from {report.sources} checkpoints"
+                f"{name}: {plural(report.items, 'item')} from {plural(report.sources, 'checkpoint')}"
                 + (
                     f" ({report.duplicates} ids in several; the success, else the last, kept)"
                     if report.duplicates

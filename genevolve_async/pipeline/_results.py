@@ -18,6 +18,19 @@ import orjson
 __all__ = ["replace_atomically", "write_json_rows", "write_text"]
 
 
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; do that once, at import
+    # (single-threaded), not in the worker threads that write files.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_read_umask()
+"""Mode of the files we write: what ``open()`` would give, like the JSONL checkpoints
+(``mkstemp`` makes its files 0600)."""
+
+
 def replace_atomically(dest: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write ``dest`` through a temporary file in its folder, then rename it into place.
 
@@ -29,6 +42,8 @@ def replace_atomically(dest: Path, write: Callable[[IO[bytes]], None]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), _FILE_MODE)
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())

@@ -22,6 +22,7 @@ from ._checkpoint import read_records, scan_checkpoint
 from ._groups import GroupReport
 from ._results import write_json_rows, write_text
 from ._stages import StageKind
+from ._text import plural
 
 __all__ = ["StageSummary", "finalize_stage"]
 
@@ -36,6 +37,10 @@ class StageSummary:
     terminations: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     """Failures by kind."""
+    reasons: dict[str, str] = field(default_factory=dict)
+    """The first message of each kind of failure: a kind alone can mislead
+    (``missing_image`` is said both of a render that failed and of a row
+    without ground truth)."""
     tool_calls: list[int] = field(default_factory=list)
     """Tool calls of each rollout."""
     tools: Counter[str] = field(default_factory=Counter)
@@ -59,11 +64,16 @@ class StageSummary:
             if record.get("success") is True:
                 self.ok += 1
             else:
-                self.errors[_status_kind(record.get("image_status"))] += 1
+                self._fail(_status_kind(record.get("image_status")), record.get("image_status"))
         elif record.get("eval_success") is True:
             self.ok += 1
         else:
-            self.errors[str(record.get("error_kind") or "error")] += 1
+            self._fail(str(record.get("error_kind") or "error"), record.get("error"))
+
+    def _fail(self, kind: str, message: Any) -> None:
+        self.errors[kind] += 1
+        if kind not in self.reasons and isinstance(message, str) and message:
+            self.reasons[kind] = message[:300]
 
     def _add_rollout(self, record: dict[str, Any]) -> None:
         termination = str(record.get("termination"))
@@ -72,7 +82,7 @@ class StageSummary:
             self.ok += 1
         error = record.get("error")
         if isinstance(error, dict):
-            self.errors[str(error.get("kind"))] += 1
+            self._fail(str(error.get("kind")), error.get("message"))
         calls = record.get("tool_calls")
         if isinstance(calls, dict):
             self.tool_calls.append(sum(v for v in calls.values() if isinstance(v, int)))
@@ -87,11 +97,16 @@ class StageSummary:
 
     def lines(self, session: Sequence[float] = ()) -> list[str]:
         """The summary as text lines; ``session`` holds this session's item durations."""
-        out = [f"[{self.kind}] {self.items} items, {self.ok} ok, {self.items - self.ok} not ok"]
+        out = [f"[{self.kind}] {plural(self.items, 'item')}, {self.ok} ok, {self.items - self.ok} not ok"]
         if self.terminations:
             out.append("  terminations: " + _counts(self.terminations))
         if self.errors:
             out.append("  errors by kind: " + _counts(self.errors))
+            out.extend(
+                f"    {kind}, e.g.: {self.reasons[kind]}"
+                for kind, _ in self.errors.most_common()
+                if kind in self.reasons
+            )
         if self.tool_calls:
             mean = sum(self.tool_calls) / len(self.tool_calls)
             out.append(
@@ -107,7 +122,7 @@ class StageSummary:
             out.append("  rollout seconds: " + _percentiles(self.seconds))
         if session:
             out.append(
-                f"  this session: {len(session)} items, seconds per item " + _percentiles(session)
+                f"  this session: {plural(len(session), 'item')}, seconds per item " + _percentiles(session)
             )
         if self.eval_table:
             out.append(self.eval_table)

@@ -1,4 +1,11 @@
-"""A whole set of simulated backends, started together (in or out of process)."""
+"""A whole set of simulated backends, started together (in or out of process).
+
+Every service the library talks to has a stand-in here: the policy (one
+server per replica), Serper, the image host its answers point at, a
+Qwen-Image-Edit service, the Gemini judge and Nano Banana Pro's Generative
+Language API. :meth:`SimStack.env` and :meth:`SimStack.cli_flags` say how
+to point the library and its command line at them.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +15,22 @@ from types import TracebackType
 from typing import Any, Self
 
 from ._common import Faults, Latency
+from ._gemini import SimGemini
 from ._images import SimImageHost
+from ._judge import SimJudge
 from ._policy import PolicyScript, SimPolicy
+from ._qwen import SimQwenService
 from ._serper import SimSerper
 from ._server import SimServer
 
-__all__ = ["SimConfig", "SimStack"]
+__all__ = ["SIM_GEMINI_KEY", "SIM_JUDGE_KEY", "SIM_SERPER_KEY", "SimConfig", "SimStack"]
+
+# The keys the simulated services accept: they check that a key is sent and
+# sent to the right place, which catches a client wiring one key to another
+# service. They guard nothing.
+SIM_SERPER_KEY = "sim-serper-key"
+SIM_JUDGE_KEY = "sim-judge-key"
+SIM_GEMINI_KEY = "sim-gemini-key"
 
 
 @dataclass(kw_only=True, slots=True)
@@ -31,6 +48,11 @@ class SimConfig:
     image_top_k: int = 5
     tools: tuple[str, ...] = ("search", "image_search", "query_knowledge")
     policy_faults: dict[str, float] = field(default_factory=dict)
+    render_latency: float = 0.2
+    """Seconds per Qwen-Image-Edit and Nano Banana render."""
+    qwen_gpus: int = 4
+    """Renders the simulated Qwen service runs at once (its ``/health`` says so)."""
+    judge_latency: float = 0.2
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,6 +76,9 @@ class SimStack:
         self.policies: list[SimPolicy] = []
         self.images: SimImageHost | None = None
         self.serper: SimSerper | None = None
+        self.qwen: SimQwenService | None = None
+        self.judge: SimJudge | None = None
+        self.gemini: SimGemini | None = None
         self.urls: dict[str, Any] = {}
         self._stack = AsyncExitStack()
 
@@ -88,8 +113,52 @@ class SimStack:
             seed=cfg.seed,
         )
         serper = await self._stack.enter_async_context(SimServer(self.serper.app))
-        self.urls = {"policy": policy_urls, "images": images.url, "serper": serper.url}
+        render = Latency(mean=cfg.render_latency, spread=cfg.spread)
+        self.qwen = SimQwenService(gpus=cfg.qwen_gpus, latency=render, seed=cfg.seed)
+        qwen = await self._stack.enter_async_context(SimServer(self.qwen.app))
+        self.judge = SimJudge(
+            latency=Latency(mean=cfg.judge_latency, spread=cfg.spread),
+            api_key=SIM_JUDGE_KEY,
+            seed=cfg.seed,
+        )
+        judge = await self._stack.enter_async_context(SimServer(self.judge.app))
+        self.gemini = SimGemini(latency=render, api_key=SIM_GEMINI_KEY, seed=cfg.seed)
+        gemini = await self._stack.enter_async_context(SimServer(self.gemini.app))
+        self.urls = {
+            "policy": policy_urls,
+            "images": images.url,
+            "serper": serper.url,
+            "qwen": qwen.url,
+            "judge": judge.url + "/v1",
+            "gemini": gemini.url,
+        }
         return self
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point the library and its CLI at this stack.
+
+        The image host listens on loopback, which the image guard refuses
+        by default, so downloads from private hosts are allowed here.
+        """
+        return {
+            "OPENAI_BASE_URL": self.urls["policy"][0],
+            "OPENAI_API_KEY": "EMPTY",
+            "SERPER_BASE_URL": self.urls["serper"],
+            "SERPER_API_KEY": SIM_SERPER_KEY,
+            "GENEVOLVE_ALLOW_PRIVATE_HOSTS": "1",
+            "GENEVOLVE_JUDGE_BASE_URL": self.urls["judge"],
+            "GENEVOLVE_JUDGE_API_KEY": SIM_JUDGE_KEY,
+            "GOOGLE_GEMINI_BASE_URL": self.urls["gemini"],
+            "GEMINI_API_KEY": SIM_GEMINI_KEY,
+            "GENEVOLVE_SIM_QWEN_URL": self.urls["qwen"],
+        }
+
+    def cli_flags(self) -> list[str]:
+        """``genevolve-async`` flags for ``run``/``render``/``pipeline`` against this stack."""
+        flags: list[str] = []
+        for url in self.urls["policy"]:
+            flags += ["--base-url", url]
+        return [*flags, "--service-url", self.urls["qwen"]]
 
     async def __aexit__(
         self,
@@ -105,6 +174,8 @@ class SimStack:
         }
         if self.images is not None:
             out["images"] = self.images.stats.to_dict()
-        if self.serper is not None:
-            out["serper"] = self.serper.stats.to_dict()
+        for name in ("serper", "qwen", "judge", "gemini"):
+            sim = getattr(self, name)
+            if sim is not None:
+                out[name] = sim.stats.to_dict()
         return out

@@ -50,7 +50,7 @@ from ._image_files import (
     store_images,
     temp_name,
 )
-from ._image_settings import ImageCacheSettings, ImageCacheStats
+from ._image_settings import ALLOW_PRIVATE_ENV, ImageCacheSettings, ImageCacheStats
 
 if TYPE_CHECKING:
     from .._runtime import Runtime
@@ -73,6 +73,7 @@ _VERIFY_ON_LOOP = 256 * 1024
 _WRITES_PER_HOP = 64  # a hop that also takes others' unstarted writes stays short
 _FAILED_WRITES_KEPT = 4096
 _MEMO_SIZE = 65_536
+_MAX_REFUSED_HOSTS_SHOWN = 20  # a search that returns many private hosts says so a few times
 _ACCEPTED_TYPES = ("application/octet-stream", "binary/octet-stream")
 _HEADERS = {
     "Accept": "image/avif,image/webp,image/png,image/jpeg,image/*;q=0.8",
@@ -167,6 +168,7 @@ class ImageCache:
         self._store_threads = anyio.CapacityLimiter(2)
         self._client: WireClient | None = None
         self._accepted: list[ImageCacheSettings] = []
+        self._refused_hosts: set[str] = set()
 
     @classmethod
     async def for_runtime(
@@ -448,6 +450,29 @@ class ImageCache:
     def _drop(self, url: str, exc: _Dropped) -> None:
         self.stats.dropped[exc.reason] += 1
         logger.debug("image %s dropped: %s", redact_url(url), exc)
+        if exc.reason == "private_address":
+            self._warn_refused(url, exc)
+
+    def _warn_refused(self, url: str, exc: _Dropped) -> None:
+        """Say once per host and cache why its references are refused: silence
+        would read as a run that found no references."""
+        try:
+            host = urlsplit(url).hostname or "?"
+        except ValueError:
+            host = "?"
+        if host in self._refused_hosts or len(self._refused_hosts) >= _MAX_REFUSED_HOSTS_SHOWN:
+            return
+        self._refused_hosts.add(host)
+        logger.warning(
+            "reference images from %s are refused (%s): image downloads never reach private, "
+            "loopback or link-local addresses, so an agent cannot be used to probe your "
+            "network. To allow them (tests, a gateway on your own network) set %s=1, or "
+            "ImageCacheSettings(allow_private=True) or allowed_networks=(...). Said once "
+            "per host.",
+            host,
+            exc,
+            ALLOW_PRIVATE_ENV,
+        )
 
     def _record(self, url: str, outcome: Path | Exception, size: int) -> Path | None:
         if isinstance(outcome, ImageRejectedError):
