@@ -1,14 +1,15 @@
 """Progress of a batch: counters per stage and a live display.
 
-The display redraws one status line per stage on standard error twice a
-second (done, failed, in flight, rate, ETA). It stays silent when
-standard error is not a terminal or when asked to be quiet; bad input rows
+On a terminal, a ``rich`` progress display keeps one line per stage (a bar,
+done/total, ok, failed, in flight, rate, ETA), redrawn twice a second from
+our own task: no refresh thread. Elsewhere (a log file, CI) a plain status
+line per stage is printed every ``plain_interval`` seconds, so a long run
+is never silent. Nothing is drawn when asked to be quiet; bad input rows
 are reported either way, since they need fixing.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -16,14 +17,16 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 import anyio
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from ._inputs import BadRow
 
 __all__ = ["ProgressDisplay", "StageProgress"]
 
 _MAX_BAD_SHOWN = 50
-_CLEAR_LINE = "\x1b[2K"
-_CLEAR_BELOW = "\x1b[J"
+PLAIN_INTERVAL = 15.0
+"""Seconds between plain status lines when the output is not a terminal."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -86,13 +89,14 @@ def _clock(seconds: float) -> str:
 
 
 class ProgressDisplay:
-    """Draws the stages' status line and reports bad rows.
+    """Draws the stages' progress and reports bad rows.
 
     Args:
         stages: The counters to show.
-        quiet: Never draw the status line.
+        quiet: Draw nothing (bad rows are still reported).
         stream: Where to write (default: standard error).
-        interval: Seconds between redraws.
+        interval: Seconds between redraws on a terminal.
+        plain_interval: Seconds between plain status lines elsewhere.
     """
 
     def __init__(
@@ -102,45 +106,82 @@ class ProgressDisplay:
         quiet: bool = False,
         stream: TextIO | None = None,
         interval: float = 0.5,
+        plain_interval: float = PLAIN_INTERVAL,
     ) -> None:
         self.stages = list(stages)
         self.stream = stream if stream is not None else sys.stderr
         self.interval = interval
+        self.plain_interval = plain_interval
+        self.quiet = quiet
         self.live = not quiet and _is_tty(self.stream)
         self.bad_rows = 0
-        self._drawn = 0
-        """Status lines on screen now."""
+        self._progress: Progress | None = None
+        self._tasks: list[TaskID] = []
+        if self.live and self.stages:
+            self._progress = _rich_progress(self.stream)
+            width = max(len(stage.name) for stage in self.stages)
+            self._tasks = [
+                self._progress.add_task(
+                    stage.name.ljust(width),
+                    total=None,
+                    count="0",
+                    ok=0,
+                    failed=0,
+                    in_flight=0,
+                    rate="",
+                    eta="",
+                )
+                for stage in self.stages
+            ]
 
     async def run(self) -> None:
-        """Redraw until cancelled (does nothing when not live)."""
-        if not self.live:
+        """Redraw (terminal) or print plain lines (elsewhere) until cancelled."""
+        if self.quiet or not self.stages:
             await anyio.sleep_forever()
-        while True:
-            self.draw()
-            await anyio.sleep(self.interval)
+        if self._progress is None:
+            while True:
+                await anyio.sleep(self.plain_interval)
+                self.print_plain()
+        self._progress.start()
+        try:
+            while True:
+                self.draw()
+                await anyio.sleep(self.interval)
+        finally:
+            self.clear()
 
     def draw(self) -> None:
-        """Redraw the status lines now (one per stage, cut to the terminal's width)."""
-        if not self.live or not self.stages:
+        """Redraw the live display now (nothing when not on a terminal)."""
+        if self._progress is None:
             return
-        width = max(20, shutil.get_terminal_size().columns - 1)
-        name_width = max(len(stage.name) for stage in self.stages)
-        lines = [stage.line(name_width)[:width] for stage in self.stages]
-        self.stream.write(self._home() + "\n".join(_CLEAR_LINE + line for line in lines))
+        for task, stage in zip(self._tasks, self.stages, strict=True):
+            eta = stage.eta
+            finished = stage.skipped + stage.done + stage.failed
+            self._progress.update(
+                task,
+                total=stage.total,
+                completed=finished,
+                count=f"{finished}/{stage.total}" if stage.total is not None else str(finished),
+                ok=stage.done,
+                failed=stage.failed,
+                in_flight=stage.in_flight,
+                rate=f"{stage.rate:.2f}/s",
+                eta=f"ETA {_clock(eta)}" if eta is not None else "",
+            )
+        self._progress.refresh()
+
+    def print_plain(self) -> None:
+        """Print one plain status line per stage (for logs)."""
+        width = max((len(stage.name) for stage in self.stages), default=0)
+        for stage in self.stages:
+            self.stream.write(f"progress: {stage.line(width)}\n")
         self.stream.flush()
-        self._drawn = len(lines)
 
     def clear(self) -> None:
-        """Erase the status lines, so other output starts where they began."""
-        if self._drawn:
-            self.stream.write(self._home() + _CLEAR_BELOW)
-            self.stream.flush()
-            self._drawn = 0
-
-    def _home(self) -> str:
-        # Back to the start of the first status line drawn last time.
-        up = f"\x1b[{self._drawn - 1}A" if self._drawn > 1 else ""
-        return "\r" + up
+        """Take the live display off the screen, so other output starts where it began."""
+        if self._progress is not None and self._progress.live.is_started:
+            self.draw()
+            self._progress.stop()
 
     def bad_row(self, bad: BadRow, source: str) -> None:
         """Report a skipped input row (the first fifty; the rest are counted)."""
@@ -151,11 +192,28 @@ class ProgressDisplay:
             self.message("more bad input rows follow; only their count is reported")
 
     def message(self, text: str) -> None:
-        """Print a line above the status line."""
-        self.clear()
+        """Print a line above the live display."""
+        if self._progress is not None and self._progress.live.is_started:
+            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+            return
         self.stream.write(text + "\n")
         self.stream.flush()
-        self.draw()
+
+
+def _rich_progress(stream: TextIO) -> Progress:
+    console = Console(file=stream, force_terminal=True, highlight=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=24),
+        TextColumn("{task.fields[count]}"),
+        TextColumn("ok {task.fields[ok]}  failed {task.fields[failed]}"),
+        TextColumn("in flight {task.fields[in_flight]}"),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[eta]}"),
+        console=console,
+        auto_refresh=False,  # we redraw from our own task: no refresh thread
+        transient=False,
+    )
 
 
 def _is_tty(stream: TextIO) -> bool:

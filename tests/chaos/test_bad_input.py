@@ -138,12 +138,12 @@ def _env(sims: BadSims, cache: Path) -> dict[str, str]:
     }
 
 
-async def _cli(argv: list[str], env: dict[str, str]) -> str:
+async def _cli(argv: list[str], env: dict[str, str], *, status: int = 0) -> str:
     result = await anyio.run_process(
         [sys.executable, "-m", "genevolve_async", *argv], env=env, cwd=ROOT, check=False
     )
     output = result.stdout.decode("utf-8", "replace") + result.stderr.decode("utf-8", "replace")
-    assert result.returncode == 0, output[-3000:]
+    assert result.returncode == status, output[-3000:]
     return output
 
 
@@ -339,6 +339,7 @@ async def test_a_judge_that_answers_without_json_gives_classified_errors(
                 "2",
             ],
             _env(sims, tmp_path / "cache"),
+            status=3,  # not one item was judged: the status says so
         )
         assert len(sims.judge.requests) == 6  # two tries per sample, then it gave up
     judged = [r for r in json.loads((out / "results_eval.json").read_text()) if "id" in r]

@@ -40,18 +40,38 @@ def test_quiet_or_piped_output_draws_nothing_but_reports_bad_rows() -> None:
     assert not ProgressDisplay([], quiet=True, stream=_Terminal()).live
 
 
-async def test_a_terminal_gets_a_redrawn_status_line() -> None:
+async def test_piped_output_gets_a_plain_line_now_and_then() -> None:
+    piped = io.StringIO()
+    stage = StageProgress(name="run", total=4)
+    stage.finish(ok=True, seconds=0.1)
+    stage.finish(ok=False, seconds=0.1)
+    display = ProgressDisplay([stage], stream=piped, plain_interval=0.01)
+    with anyio.move_on_after(0.2):
+        await display.run()
+    lines = piped.getvalue().splitlines()
+    assert lines and all(line.startswith("progress: run  2/4  ok 1  failed 1") for line in lines)
+    assert "\x1b" not in piped.getvalue()  # no terminal codes in a log file
+    quiet = io.StringIO()
+    with anyio.move_on_after(0.05):
+        await ProgressDisplay([stage], stream=quiet, quiet=True, plain_interval=0.01).run()
+    assert quiet.getvalue() == ""
+
+
+async def test_a_terminal_gets_a_live_display_with_counts_rate_and_eta() -> None:
     terminal = _Terminal()
-    stages = [StageProgress(name="run"), StageProgress(name="render")]
+    run = StageProgress(name="run", total=10, started=time.monotonic() - 2)
+    for i in range(4):
+        run.finish(ok=i != 0, seconds=0.5)
+    stages = [run, StageProgress(name="render")]
     display = ProgressDisplay(stages, stream=terminal, interval=0.01)
+    assert display.live
     with anyio.move_on_after(0.05):
         await display.run()
     text = terminal.getvalue()
-    first = "\r\x1b[2Krun     0  ok 0  failed 0  in flight 0  0.00/s\n\x1b[2Krender  0  ok 0"
-    assert text.startswith(first)
-    assert "\r\x1b[1A\x1b[2Krun" in text  # later draws go back up over both lines
-    display.clear()
-    assert terminal.getvalue().endswith("\r\x1b[1A\x1b[J")
+    assert "run" in text and "4/10" in text and "ok 3" in text and "failed 1" in text
+    assert "/s" in text and "ETA 0:0" in text and "render" in text
+    display.message("a note")
+    assert terminal.getvalue().endswith("a note\n")
 
 
 def test_only_the_first_fifty_bad_rows_are_printed() -> None:
