@@ -1,85 +1,109 @@
-"""A small PNG chart of achieved vs theoretical throughput, drawn with Pillow.
+"""The bench's chart: efficiency and throughput against rollouts in flight, per runner.
 
-Pillow is already a core dependency; a plotting library would be a heavy one
-for one chart.
+Two panels side by side. On the left, efficiency (achieved over theoretical
+throughput, 1 at most in a run without queueing) for ours and each
+reference runner: the panel where they differ, since at every level they
+all sit under one bound. On the right, throughput against the theoretical
+bound (in flight / critical path), in rollouts per second, to show the
+scale.
+
+Drawn with matplotlib, the ``bench`` extra (``pip install
+'genevolve-async[bench]'``); without it :func:`draw_sweep_chart` raises
+:class:`ChartUnavailable` with that advice, and the bench prints it and goes on.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+__all__ = ["ChartUnavailable", "SweepPoint", "draw_sweep_chart"]
 
-__all__ = ["SweepPoint", "draw_sweep_chart"]
-
-_W, _H = 900, 560
-_LEFT, _RIGHT, _TOP, _BOTTOM = 90, 40, 60, 80
-_SERIES = {
-    "theoretical": (150, 150, 150),
-    "genevolve-async": (30, 110, 200),
-    "bare": (60, 160, 80),
-    "threaded": (210, 80, 60),
+THEORETICAL = "theoretical"
+_COLOURS = {
+    THEORETICAL: "#888888",
+    "genevolve-async": "#1f6fc5",
+    "bare": "#3a9d4f",
+    "threaded": "#d0503c",
 }
+
+
+class ChartUnavailable(RuntimeError):
+    """matplotlib is not installed."""
 
 
 @dataclass(kw_only=True, slots=True, frozen=True)
 class SweepPoint:
+    """One runner at one level of in-flight rollouts."""
+
     runner: str
     concurrency: int
     throughput: float
+    """Rollouts per second."""
+    efficiency: float | None = None
+    """Achieved over theoretical throughput (``None`` for the bound itself)."""
 
 
-def _x(value: float, lo: float, hi: float) -> float:
-    span = math.log2(hi) - math.log2(lo) or 1.0
-    return _LEFT + (math.log2(value) - math.log2(lo)) / span * (_W - _LEFT - _RIGHT)
-
-
-def _y(value: float, top: float) -> float:
-    return _H - _BOTTOM - value / top * (_H - _TOP - _BOTTOM)
+def _order(runner: str) -> int:
+    return list(_COLOURS).index(runner) if runner in _COLOURS else len(_COLOURS)
 
 
 def draw_sweep_chart(points: Sequence[SweepPoint], path: Path, *, title: str) -> Path:
-    """Draw rollouts/s against in-flight rollouts (log scale) for each runner."""
+    """Draw the two panels into a PNG at ``path`` (blocking; a second or so).
+
+    Raises:
+        ValueError: No points.
+        ChartUnavailable: matplotlib is not installed.
+    """
     if not points:
         raise ValueError("no sweep points to draw")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display, no GUI toolkit
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import FixedLocator, NullLocator
+    except ImportError as exc:
+        raise ChartUnavailable(
+            "the chart needs matplotlib: pip install 'genevolve-async[bench]'"
+        ) from exc
     levels = sorted({p.concurrency for p in points})
-    lo, hi = levels[0], max(levels[-1], levels[0] * 2)
-    top = max(p.throughput for p in points) * 1.1 or 1.0
-    image = Image.new("RGB", (_W, _H), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((_LEFT, 20), title, fill="black")
-    draw.line(
-        [(_LEFT, _TOP), (_LEFT, _H - _BOTTOM), (_W - _RIGHT, _H - _BOTTOM)], fill="black", width=2
-    )
-    for level in levels:
-        x = _x(level, lo, hi)
-        draw.line([(x, _H - _BOTTOM), (x, _H - _BOTTOM + 6)], fill="black")
-        draw.text((x - 12, _H - _BOTTOM + 10), str(level), fill="black")
-    for i in range(6):
-        value = top * i / 5
-        y = _y(value, top)
-        draw.line([(_LEFT - 6, y), (_LEFT, y)], fill="black")
-        draw.line([(_LEFT, y), (_W - _RIGHT, y)], fill=(235, 235, 235))
-        draw.text((10, y - 6), f"{value:.0f}", fill="black")
-    draw.text((_W // 2 - 60, _H - 40), "rollouts in flight (log scale)", fill="black")
-    draw.text((10, _TOP - 30), "rollouts/s", fill="black")
-    legend_y = _TOP
-    for runner in sorted(
-        {p.runner for p in points}, key=lambda r: list(_SERIES).index(r) if r in _SERIES else 99
-    ):
-        series = sorted((p for p in points if p.runner == runner), key=lambda p: p.concurrency)
-        color = _SERIES.get(runner, (0, 0, 0))
-        coords = [(_x(p.concurrency, lo, hi), _y(p.throughput, top)) for p in series]
-        if len(coords) > 1:
-            draw.line(coords, fill=color, width=3)
-        for cx, cy in coords:
-            draw.ellipse([cx - 4, cy - 4, cx + 4, cy + 4], fill=color)
-        draw.rectangle([_W - 220, legend_y, _W - 205, legend_y + 10], fill=color)
-        draw.text((_W - 198, legend_y - 2), runner, fill="black")
-        legend_y += 18
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, format="PNG")
+    runners = sorted({p.runner for p in points}, key=_order)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=100)
+    try:
+        for runner in runners:
+            series = sorted((p for p in points if p.runner == runner), key=lambda p: p.concurrency)
+            colour = _COLOURS.get(runner, "#000000")
+            xs = [p.concurrency for p in series]
+            style = {"color": colour, "marker": "o", "linewidth": 2, "label": runner}
+            if runner == THEORETICAL:
+                right.plot(xs, [p.throughput for p in series], linestyle="--", **style)
+                continue
+            right.plot(xs, [p.throughput for p in series], **style)
+            effs = [(p.concurrency, p.efficiency) for p in series if p.efficiency is not None]
+            if effs:
+                left.plot([x for x, _ in effs], [e for _, e in effs], **style)
+        left.axhline(1.0, color=_COLOURS[THEORETICAL], linestyle="--", linewidth=1, label="bound")
+        left.set_ylim(0, max(1.05, *(p.efficiency or 0 for p in points)) * 1.05)
+        left.set_ylabel("efficiency (achieved / theoretical rollouts/s)")
+        left.set_title("efficiency vs rollouts in flight")
+        right.set_ylabel("throughput (rollouts/s)")
+        right.set_title("throughput vs the theoretical bound")
+        for axis in (left, right):
+            if len(levels) > 1:
+                axis.set_xscale("log", base=2)
+            axis.xaxis.set_major_locator(FixedLocator(levels))
+            axis.xaxis.set_minor_locator(NullLocator())
+            axis.set_xticklabels([str(level) for level in levels])
+            axis.set_xlabel("rollouts in flight" + (" (log scale)" if len(levels) > 1 else ""))
+            axis.grid(True, alpha=0.3)
+            axis.legend(loc="best", fontsize="small")
+        right.set_ylim(bottom=0)
+        fig.suptitle(title)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
     return path

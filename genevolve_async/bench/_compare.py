@@ -17,6 +17,7 @@ import aiohttp
 import anyio
 
 from .._errors import ConfigurationError
+from .._progress import StageProgress
 from ._drive import DriveResult, cpu_seconds, drive
 from ._report import efficiency, percentile, steady_rate, theoretical_throughput
 
@@ -48,7 +49,9 @@ def _summary(runner: str, concurrency: int, critical_path: float, d: DriveResult
         "rollouts_per_s": round(throughput, 3),
         "theoretical_rollouts_per_s": round(bound, 3),
         "efficiency": round(efficiency(throughput, bound), 4),
-        "steady_efficiency": round(efficiency(steady_rate(d.completion_times), bound), 4),
+        "steady_efficiency": round(
+            efficiency(steady_rate(d.completion_times, warmup=concurrency), bound), 4
+        ),
         "latency_mean_s": round(sum(d.latencies) / len(d.latencies), 3) if d.latencies else 0.0,
         "latency_p50_s": round(percentile(d.latencies, 50), 3),
         "latency_p99_s": round(percentile(d.latencies, 99), 3),
@@ -68,6 +71,7 @@ async def run_reference(
     rounds: int,
     stop_after: float | None,
     image_root: Path | None = None,
+    progress: StageProgress | None = None,
 ) -> dict[str, Any]:
     """Run one reference runner against the same simulated backends."""
     module = _benchmarks(runner)
@@ -87,6 +91,7 @@ async def run_reference(
                     num_rollouts=num_rollouts,
                     concurrency=concurrency,
                     stop_after=stop_after,
+                    progress=progress,
                 )
             return _summary(runner, concurrency, critical_path, driven)
         started = cpu_seconds()

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from .._progress import StageProgress
+
 __all__ = ["DriveResult", "LoopLagProbe", "cpu_seconds", "drive", "peak_rss_mb"]
 
 RolloutFn = Callable[[int], Awaitable[str]]
@@ -73,6 +75,7 @@ async def drive(
     request_rate: float = math.inf,
     seed: int = 0,
     stop_after: float | None = None,
+    progress: StageProgress | None = None,
 ) -> DriveResult:
     """Run ``num_rollouts`` rollouts through ``rollout``.
 
@@ -83,6 +86,7 @@ async def drive(
         request_rate: Poisson arrivals per second; ``inf`` starts all at once.
         seed: seeds the inter-arrival times.
         stop_after: stop admitting new rollouts after this many seconds.
+        progress: counters to keep up to date for a live display.
     """
     result = DriveResult()
     slots = anyio.Semaphore(max(1, concurrency))
@@ -98,6 +102,8 @@ async def drive(
         result.queue_waits.append(began - arrived)
         in_flight += 1
         result.peak_in_flight = max(result.peak_in_flight, in_flight)
+        if progress is not None:
+            progress.in_flight = in_flight
         try:
             termination = await rollout(index)
         except Exception as exc:  # a runner bug must not hide the others' figures
@@ -115,6 +121,9 @@ async def drive(
                 result.first_latency = done - began
         else:
             result.failed += 1
+        if progress is not None:
+            progress.in_flight = in_flight
+            progress.finish(termination == "answer", done - began)
 
     poisson = math.isfinite(request_rate) and request_rate > 0
     next_arrival = start

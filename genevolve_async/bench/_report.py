@@ -52,13 +52,21 @@ def efficiency(achieved: float, theoretical: float) -> float:
     return achieved / theoretical
 
 
-def steady_rate(completion_times: Sequence[float]) -> float:
-    """Completions per second between the first and the last completion."""
-    if len(completion_times) < 2:
-        return 0.0
+def steady_rate(completion_times: Sequence[float], *, warmup: int = 0) -> float:
+    """Completions per second after the first ``warmup`` completions, up to the last one.
+
+    With every rollout started at once, the first ``in flight`` of them
+    finish together one critical path in; the rate between the first and
+    the last completion would count that wave without its time, and read
+    above the bound. Passing ``warmup=in_flight`` starts the window at the
+    end of that wave instead.
+    """
     ordered = sorted(completion_times)
-    span = ordered[-1] - ordered[0]
-    return (len(ordered) - 1) / span if span > 0 else 0.0
+    first = max(0, warmup - 1)
+    if len(ordered) - first < 2:
+        return 0.0
+    span = ordered[-1] - ordered[first]
+    return (len(ordered) - 1 - first) / span if span > 0 else 0.0
 
 
 def percentile(values: Sequence[float], q: float) -> float:

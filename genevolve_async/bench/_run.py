@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .._limits import ProviderLimits, max_in_window
+from .._progress import StageProgress
 from .._runtime import Runtime, RuntimeConfig
 from ..agent import GenEvolveAgent
 from ..tools import ImageCacheSettings, ImageSearch, QueryKnowledge, SerperBackend, Tool, WebSearch
@@ -56,7 +57,7 @@ class BenchResult:
         d = self.drive
         lat = d.latencies
         mean = sum(lat) / len(lat) if lat else 0.0
-        steady = steady_rate(d.completion_times)
+        steady = steady_rate(d.completion_times, warmup=min(self.concurrency, d.completed))
         return {
             "runner": self.runner,
             "num_rollouts": self.num_rollouts,
@@ -121,6 +122,7 @@ async def run_rollouts(
     max_connections: int | None = None,
     policy_route: str = "lean",
     image_root: Path | None = None,
+    progress: StageProgress | None = None,
 ) -> BenchResult:
     """Run ``num_rollouts`` rollouts through a fresh runtime and agent, and measure."""
     limits = {"serper": ProviderLimits(rate=serper_rate)} if serper_rate else {}
@@ -153,6 +155,7 @@ async def run_rollouts(
                 concurrency=concurrency,
                 request_rate=request_rate,
                 seed=seed,
+                progress=progress,
             )
             extra = {
                 "limiters": _limiter_report(runtime, driven.duration),

@@ -97,7 +97,9 @@ class StageSummary:
 
     def lines(self, session: Sequence[float] = ()) -> list[str]:
         """The summary as text lines; ``session`` holds this session's item durations."""
-        out = [f"[{self.kind}] {plural(self.items, 'item')}, {self.ok} ok, {self.items - self.ok} not ok"]
+        out = [
+            f"[{self.kind}] {plural(self.items, 'item')}, {self.ok} ok, {self.items - self.ok} not ok"
+        ]
         if self.terminations:
             out.append("  terminations: " + _counts(self.terminations))
         if self.errors:
@@ -122,7 +124,8 @@ class StageSummary:
             out.append("  rollout seconds: " + _percentiles(self.seconds))
         if session:
             out.append(
-                f"  this session: {plural(len(session), 'item')}, seconds per item " + _percentiles(session)
+                f"  this session: {plural(len(session), 'item')}, seconds per item "
+                + _percentiles(session)
             )
         if self.eval_table:
             out.append(self.eval_table)

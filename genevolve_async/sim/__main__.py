@@ -44,10 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config-json",
         default="{}",
-        help='SimConfig fields as a JSON object, latencies in seconds (e.g. \'{"model_latency": 0.5}\')',
+        help="SimConfig fields as a JSON object, latencies in seconds (e.g. '{\"model_latency\": 0.5}')",
     )
     parser.add_argument(
-        "--max-seconds", type=float, help="stop after this many seconds (default: run until stopped)"
+        "--max-seconds",
+        type=float,
+        help="stop after this many seconds (default: run until stopped)",
     )
     parser.add_argument(
         "--env-file", type=Path, help="also write the export lines to this file (removed on exit)"

@@ -36,7 +36,7 @@ def test_sweep_with_comparison_writes_report_and_chart(
     assert ours["tool_calls_per_s"].keys() == {"image_search", "query_knowledge", "search"}
     assert ours["limiters"]["policy"]["grants"] == 16 * 4
     assert report["ratios"][0]["versus"] == "bare"
-    (chart,) = tmp_path.glob("sweep-*.png")
+    (chart,) = tmp_path.glob("bench-*.png")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -64,7 +64,7 @@ def test_repeats_interleave_the_runners_and_report_medians(
         ]
     )  # fmt: skip
     out = capsys.readouterr().out
-    assert "medians over 2 interleaved repetitions" in out and "cpu_ratio_vs_bare" in out
+    assert "medians over 2 interleaved repetitions" in out and "cpu ratio, ours/bare (x)" in out
     (report_path,) = tmp_path.glob("bench-*.json")
     report = json.loads(report_path.read_text())
     assert [(r["runner"], r["repeat"]) for r in report["runs"]] == [
