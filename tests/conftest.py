@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -7,6 +11,22 @@ import pytest
 
 from genevolve_async import Runtime
 from genevolve_async.sim import Latency, SimImageHost, SimPolicy, SimServer
+
+# The suite never writes under ~/.cache (or any per-user cache): every
+# default cache folder points into one temporary folder for the session,
+# set before anything reads them, and inherited by the processes tests start.
+# A test that wants a variable unset or elsewhere uses monkeypatch.
+SESSION_CACHE = Path(tempfile.mkdtemp(prefix="genevolve-tests-cache-"))
+CACHE_VARIABLES = {
+    "IMAGE_DOWNLOAD_DIR": SESSION_CACHE / "images",
+    "XDG_CACHE_HOME": SESSION_CACHE / "xdg",
+    "HF_HOME": SESSION_CACHE / "huggingface",
+    "TORCH_HOME": SESSION_CACHE / "torch",
+    "MPLCONFIGDIR": SESSION_CACHE / "matplotlib",
+}
+for _name, _folder in CACHE_VARIABLES.items():
+    os.environ[_name] = str(_folder)
+atexit.register(shutil.rmtree, SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture

@@ -342,3 +342,25 @@ async def test_the_quickstart_runs_on_simulated_services(tmp_path: Path) -> None
     )
     text = result.stdout.decode()
     assert "termination: answer" in text and "IMG_001" in text and output.is_file()
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from genevolve_async import __version__
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"genevolve-async {__version__}"
+
+
+async def test_a_clean_run_leaves_no_lock_and_files_of_one_mode(sims: Sims, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    argv = ["-m", "genevolve_async", "run", "--prompt", "a lighthouse at dusk"]
+    output = await _run(
+        [*argv, "--output-dir", str(out), "--base-url", sims.policy_url], _env(sims, tmp_path)
+    )
+    assert "[run] 1 item, 1 ok, 0 not ok" in output and "1 items" not in output
+    assert not (out / ".genevolve.lock").exists()  # removed on a clean exit
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir() if p.is_file()}
+    assert set(modes) == {"rollouts.jsonl", "results.json"}
+    assert modes["results.json"] == modes["rollouts.jsonl"], modes

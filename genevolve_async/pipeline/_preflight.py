@@ -101,7 +101,7 @@ async def check_endpoints(
     Raises:
         PreflightError: One or more did not; the message has a line for each.
     """
-    unique = list({e.url: e for e in endpoints}.values())
+    unique = list({(e.role, e.url): e for e in endpoints}.values())
     problems: dict[int, str] = {}
 
     async def check(index: int, endpoint: Endpoint) -> None:

@@ -168,7 +168,7 @@ class ImageCache:
         self._store_threads = anyio.CapacityLimiter(2)
         self._client: WireClient | None = None
         self._accepted: list[ImageCacheSettings] = []
-        self._refused_hosts: set[str] = set()
+        self._refused_reasons: set[str] = set()
 
     @classmethod
     async def for_runtime(
@@ -454,23 +454,22 @@ class ImageCache:
             self._warn_refused(url, exc)
 
     def _warn_refused(self, url: str, exc: _Dropped) -> None:
-        """Say once per host and cache why its references are refused: silence
-        would read as a run that found no references."""
-        try:
-            host = urlsplit(url).hostname or "?"
-        except ValueError:
-            host = "?"
-        if host in self._refused_hosts or len(self._refused_hosts) >= _MAX_REFUSED_HOSTS_SHOWN:
+        """Say once per refused host why its references are dropped: silence would
+        read as a run that found no references."""
+        # The reason names the refused host or address, which may be a
+        # redirect hop rather than the URL's own host.
+        reason = str(exc)
+        if reason in self._refused_reasons or len(self._refused_reasons) >= _MAX_REFUSED_HOSTS_SHOWN:
             return
-        self._refused_hosts.add(host)
+        self._refused_reasons.add(reason)
         logger.warning(
-            "reference images from %s are refused (%s): image downloads never reach private, "
-            "loopback or link-local addresses, so an agent cannot be used to probe your "
-            "network. To allow them (tests, a gateway on your own network) set %s=1, or "
-            "ImageCacheSettings(allow_private=True) or allowed_networks=(...). Said once "
+            "reference images refused: %s (first seen fetching %s). Image downloads never reach "
+            "private, loopback or link-local addresses, so an agent cannot be used to probe "
+            "your network. To allow them (tests, a gateway on your own network) set %s=1, or "
+            "pass ImageCacheSettings(allow_private=True) or allowed_networks=(...). Said once "
             "per host.",
-            host,
-            exc,
+            reason,
+            redact_url(url),
             ALLOW_PRIVATE_ENV,
         )
 

@@ -50,3 +50,12 @@ def test_percentiles_interpolate() -> None:
     assert percentile(values, 90) == pytest.approx(4.6)
     assert percentile(values, 100) == 5.0
     assert percentile([], 50) == 0.0
+
+
+def test_steady_rate_after_the_first_wave_stays_at_the_bound() -> None:
+    # 4 in flight, critical path 1 s, all started at once: waves end at 1, 2, 3 s.
+    waves = [float(t) for t in (1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)]
+    bound = 4 / 1.0
+    assert steady_rate(waves) > bound  # counted from the first completion: above the bound
+    assert steady_rate(waves, warmup=4) == pytest.approx(bound)
+    assert steady_rate([1.0, 1.0], warmup=2) == 0.0  # one wave: no steady window

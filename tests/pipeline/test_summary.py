@@ -92,3 +92,20 @@ def test_summarising_only_writes_nothing(tmp_path: Path) -> None:
     assert summary.items == 1 and not (tmp_path / "results.json").exists()
     finalize_stage("run", tmp_path, tmp_path / "rollouts.jsonl", "results.json")
     assert [r["id"] for r in json.loads((tmp_path / "results.json").read_text())] == ["0"]
+
+
+def test_each_error_kind_comes_with_its_first_reason() -> None:
+    judge = StageSummary(kind="evaluate")
+    judge.add(
+        {"eval_success": False, "error_kind": "missing_image", "error": "the row names no gt_image"}
+    )
+    judge.add({"eval_success": False, "error_kind": "missing_image", "error": "another reason"})
+    judge.add({"eval_success": True})
+    lines = judge.lines()
+    assert lines[0] == "[evaluate] 3 items, 1 ok, 2 not ok"
+    assert "  errors by kind: missing_image 2" in lines
+    assert "    missing_image, e.g.: the row names no gt_image" in lines
+    single = StageSummary(kind="render")
+    single.add({"success": False, "image_status": "error: timeout: no answer in 30s"})
+    assert single.lines()[0] == "[render] 1 item, 0 ok, 1 not ok"
+    assert "    timeout, e.g.: error: timeout: no answer in 30s" in single.lines()

@@ -411,3 +411,24 @@ async def test_fan_outs_under_tight_caps_never_wait_on_each_other(
         assert all(p is not None and p.is_file() for paths in results for p in paths)
         assert runtime.limiter(cache.provider).in_flight == 0
         assert runtime.wire.connections_in_use == 0
+
+
+async def test_a_refused_host_is_named_once_with_the_setting_that_allows_it(
+    images: Host,
+    runtime: Runtime,
+    cache_settings: ImageCacheSettings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, url = images
+    port = url.rsplit(":", 1)[1]
+    cache = await ImageCache.for_runtime(runtime, guarded(cache_settings))
+    with caplog.at_level("WARNING", logger="genevolve_async.tools.images"):
+        for name in ("a.png", "b.png", "c.png"):
+            assert await cache.fetch(f"{url}/img/{name}") is None
+        assert await cache.fetch(f"http://localhost:{port}/img/d.png") is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2  # once for 127.0.0.1, once for localhost
+    assert "address 127.0.0.1 is not public" in warnings[0]
+    assert "localhost" in warnings[1]
+    for text in warnings:
+        assert "GENEVOLVE_ALLOW_PRIVATE_HOSTS=1" in text and "allow_private=True" in text
