@@ -30,12 +30,7 @@ async def sims() -> AsyncIterator[Sims]:
 
 
 def _env(sims: Sims, tmp_path: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "GENEVOLVE_", "SERPER_"))
-    }
-    return {**env, **sims.env(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    return sims.process_env(tmp_path / "cache", ROOT)
 
 
 def _lines(path: Path) -> int:
@@ -342,6 +337,7 @@ async def test_the_quickstart_runs_on_simulated_services(tmp_path: Path) -> None
     )
     text = result.stdout.decode()
     assert "termination: answer" in text and "IMG_001" in text and output.is_file()
+    assert "genevolve-quickstart-" not in text  # no path into the folder it deletes
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -61,6 +62,15 @@ class Sims:
             "GENEVOLVE_JUDGE_BASE_URL": self.judge_url,
             "GENEVOLVE_JUDGE_API_KEY": JUDGE_KEY,
         }
+
+    def process_env(self, cache: Path, root: Path) -> dict[str, str]:
+        """This process's environment for a CLI child: our settings, none of the caller's."""
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("OPENAI_", "GENEVOLVE_", "SERPER_"))
+        }
+        return {**inherited, **self.env(cache), "PYTHONPATH": str(root)}
 
     def tools(self, cache: Path) -> list[Tool]:
         backend = SerperBackend(base_url=self.serper_url, api_key=SERPER_KEY)

@@ -18,7 +18,7 @@ from genevolve_async.__main__ import main
 from genevolve_async.pipeline._preflight import Endpoint, PreflightError, check_endpoints
 from genevolve_async.sim import QwenFaults, SimPolicy, SimServer
 
-from ._sims import Sims, bench_rows, start_sims, write_bench
+from ._sims import bench_rows, start_sims, write_bench
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -143,15 +143,6 @@ def test_gt_images_that_do_not_resolve_point_at_gt_root(
     assert "point --gt-root at the dataset folder" in error
 
 
-def _env(sims: Sims, tmp_path: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "GENEVOLVE_", "SERPER_"))
-    }
-    return {**env, **sims.env(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
-
-
 async def test_a_stage_in_which_nothing_succeeded_exits_3(tmp_path: Path) -> None:
     data = write_bench(tmp_path / "bench", bench_rows(3))
     async with start_sims() as sims:
@@ -167,7 +158,10 @@ async def test_a_stage_in_which_nothing_succeeded_exits_3(tmp_path: Path) -> Non
             "long_side=64",
         ]
         result = await anyio.run_process(
-            [sys.executable, *argv], env=_env(sims, tmp_path), cwd=ROOT, check=False
+            [sys.executable, *argv],
+            env=sims.process_env(tmp_path / "cache", ROOT),
+            cwd=ROOT,
+            check=False,
         )
     output = result.stdout.decode() + result.stderr.decode()
     assert result.returncode == 3, output
