@@ -44,6 +44,8 @@ class StageSummary:
     tool_calls: list[int] = field(default_factory=list)
     """Tool calls of each rollout."""
     tools: Counter[str] = field(default_factory=Counter)
+    references: list[int] = field(default_factory=list)
+    """Reference images of each answered rollout's program."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: list[float] = field(default_factory=list)
@@ -80,6 +82,8 @@ class StageSummary:
         self.terminations[termination] += 1
         if termination == "answer":
             self.ok += 1
+            refs = record.get("reference_images")
+            self.references.append(len(refs) if isinstance(refs, list) else 0)
         error = record.get("error")
         if isinstance(error, dict):
             self._fail(str(error.get("kind")), error.get("message"))
@@ -113,6 +117,13 @@ class StageSummary:
             mean = sum(self.tool_calls) / len(self.tool_calls)
             out.append(
                 f"  tool calls per rollout: mean {mean:.2f}, max {max(self.tool_calls)} ({_counts(self.tools)})"
+            )
+        if self.references:
+            mean = sum(self.references) / len(self.references)
+            without = sum(1 for count in self.references if not count)
+            out.append(
+                f"  reference images per answer: mean {mean:.2f}"
+                + (f"; {plural(without, 'answer')} with none" if without else "")
             )
         if self.prompt_tokens or self.completion_tokens:
             per = (self.prompt_tokens + self.completion_tokens) / max(1, self.items)

@@ -109,3 +109,13 @@ def test_each_error_kind_comes_with_its_first_reason() -> None:
     single.add({"success": False, "image_status": "error: timeout: no answer in 30s"})
     assert single.lines()[0] == "[render] 1 item, 0 ok, 1 not ok"
     assert "    timeout, e.g.: error: timeout: no answer in 30s" in single.lines()
+
+
+def test_answers_without_references_are_counted() -> None:
+    run = StageSummary(kind="run")
+    run.add({"termination": "answer", "reference_images": [{"img_id": "IMG_001"}]})
+    run.add({"termination": "answer", "reference_images": []})
+    run.add({"termination": "error", "error": {"kind": "timeout", "message": "no answer"}})
+    lines = run.lines()
+    assert "  reference images per answer: mean 0.50; 1 answer with none" in lines
+    assert "    timeout, e.g.: no answer" in lines
