@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -131,6 +132,22 @@ class ProgressDisplay:
                 )
                 for stage in self.stages
             ]
+
+    @asynccontextmanager
+    async def shown(self) -> AsyncIterator[None]:
+        """Show progress while the block runs; its exception comes out as it was raised."""
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.run)
+                try:
+                    yield
+                finally:
+                    tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # Only the block can fail (the display does not): no group for one error.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0]  # noqa: B904 - the group only wrapped it
+            raise
 
     async def run(self) -> None:
         """Redraw (terminal) or print plain lines (elsewhere) until cancelled."""

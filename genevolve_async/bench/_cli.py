@@ -16,8 +16,8 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -379,16 +379,9 @@ async def _run(args: argparse.Namespace, report: dict[str, Any]) -> None:
                     report["runs"].append({**ref, **tag})
 
 
-@asynccontextmanager
-async def _showing(progress: StageProgress, quiet: bool) -> AsyncIterator[None]:
+def _showing(progress: StageProgress, quiet: bool) -> AbstractAsyncContextManager[None]:
     """Show one run's progress while the block runs (a live line, or plain lines in a log)."""
-    display = ProgressDisplay([progress], quiet=quiet, plain_interval=10.0)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(display.run)
-        try:
-            yield
-        finally:
-            tg.cancel_scope.cancel()
+    return ProgressDisplay([progress], quiet=quiet, plain_interval=10.0).shown()
 
 
 def _image_root(chosen: Path | None) -> Path | None:

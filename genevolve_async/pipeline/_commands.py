@@ -27,6 +27,7 @@ import anyio.to_thread
 
 from .._errors import ConfigurationError, GenEvolveError
 from .._limits import ProviderLimits
+from .._progress import ProgressDisplay, StageProgress
 from .._runtime import Runtime
 from ..agent import AgentConfig, GenEvolveAgent
 from ..judge import JudgeClient, load_rubric
@@ -323,7 +324,11 @@ async def _export(args: argparse.Namespace) -> int:
         jpeg_quality=args.jpeg_quality,
         workers=args.workers,
     )
-    report = await export_trajectories(args.results, args.out, options=options)
+    progress = StageProgress(name="export")
+    async with ProgressDisplay([progress], quiet=args.quiet).shown():
+        report = await export_trajectories(
+            args.results, args.out, options=options, progress=progress
+        )
     if not args.quiet:
         print(report.text())
     return 0

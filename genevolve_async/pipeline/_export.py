@@ -35,6 +35,7 @@ import anyio.to_thread
 import orjson
 
 from .._errors import ConfigurationError
+from .._progress import StageProgress
 from .._version import __version__
 from ._inputs import BadRow, InputRow, InputSource, aiter_entries
 from ._trajectory import Trajectory, link_all, plan_trajectory, to_jpeg
@@ -334,11 +335,17 @@ def _skip_reason(
     return dropped.get(entry.id)
 
 
+def _count(progress: StageProgress | None, rows: int) -> None:
+    if progress is not None:
+        progress.done += rows
+
+
 async def export_trajectories(
     results: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
     options: ExportOptions | None = None,
+    progress: StageProgress | None = None,
 ) -> ExportReport:
     """Export the answered trajectories of a results folder as a GenEvolve-SFT dataset.
 
@@ -346,6 +353,7 @@ async def export_trajectories(
         results: An output folder, its ``results.json``, or its ``results_eval.json``.
         out_dir: The dataset folder to create (it must not hold anything yet).
         options: Selection and image settings.
+        progress: Counters to keep up to date for a live display (rows done, rows skipped).
 
     Returns:
         What was written and what was left out, by reason.
@@ -386,15 +394,19 @@ async def export_trajectories(
                     reason = _skip_reason(entry, dropped, scored)
                     if reason is not None:
                         report.skipped[reason] += 1
+                        if progress is not None:
+                            progress.skipped += 1
                         continue
                     assert isinstance(entry, InputRow)
                     held = scores.get(entry.id)
                     chunk.append(({**entry.data, "id": entry.id}, held[0] if held else None))
                     if len(chunk) >= _CHUNK:
                         await exporter.run_chunk(chunk)
+                        _count(progress, len(chunk))
                         chunk = []
             if chunk:
                 await exporter.run_chunk(chunk)
+                _count(progress, len(chunk))
         finally:
             await anyio.to_thread.run_sync(prov_handle.close)
     finally:
