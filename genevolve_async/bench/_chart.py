@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["ChartUnavailable", "SweepPoint", "draw_sweep_chart"]
 
@@ -49,6 +50,13 @@ def _order(runner: str) -> int:
     return list(_COLOURS).index(runner) if runner in _COLOURS else len(_COLOURS)
 
 
+def _label(axis: Any, x: float, y: float, text: str, colour: str) -> None:
+    """The figure beside its point, so a run of one level still reads as numbers."""
+    axis.annotate(
+        text, (x, y), textcoords="offset points", xytext=(6, 4), fontsize="small", color=colour
+    )
+
+
 def draw_sweep_chart(points: Sequence[SweepPoint], path: Path, *, title: str) -> Path:
     """Draw the two panels into a PNG at ``path`` (blocking; a second or so).
 
@@ -77,13 +85,15 @@ def draw_sweep_chart(points: Sequence[SweepPoint], path: Path, *, title: str) ->
             colour = _COLOURS.get(runner, "#000000")
             xs = [p.concurrency for p in series]
             style = {"color": colour, "marker": "o", "linewidth": 2, "label": runner}
-            if runner == THEORETICAL:
-                right.plot(xs, [p.throughput for p in series], linestyle="--", **style)
-                continue
-            right.plot(xs, [p.throughput for p in series], **style)
+            throughputs = [p.throughput for p in series]
+            right.plot(xs, throughputs, linestyle="--" if runner == THEORETICAL else "-", **style)
+            if len(levels) == 1:  # a lone point reads better as a number
+                _label(right, xs[0], throughputs[0], f"{throughputs[0]:.1f}", colour)
             effs = [(p.concurrency, p.efficiency) for p in series if p.efficiency is not None]
-            if effs:
+            if effs and runner != THEORETICAL:
                 left.plot([x for x, _ in effs], [e for _, e in effs], **style)
+                if len(levels) == 1:
+                    _label(left, effs[0][0], effs[0][1], f"{effs[0][1]:.2f}", colour)
         left.axhline(1.0, color=_COLOURS[THEORETICAL], linestyle="--", linewidth=1, label="bound")
         left.set_ylim(0, max(1.05, *(p.efficiency or 0 for p in points)) * 1.05)
         left.set_ylabel("efficiency (achieved / theoretical rollouts/s)")
@@ -98,8 +108,9 @@ def draw_sweep_chart(points: Sequence[SweepPoint], path: Path, *, title: str) ->
             axis.set_xticklabels([str(level) for level in levels])
             axis.set_xlabel("rollouts in flight" + (" (log scale)" if len(levels) > 1 else ""))
             axis.grid(True, alpha=0.3)
+            axis.margins(x=0.08)
             axis.legend(loc="best", fontsize="small")
-        right.set_ylim(bottom=0)
+        right.set_ylim(0, max(p.throughput for p in points) * 1.15 or 1.0)
         fig.suptitle(title)
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
