@@ -17,6 +17,7 @@ stack; its whole process group is stopped when it ends.
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import re
 import signal
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from anyio.abc import ByteReceiveStream
 
 from genevolve_async.sim import SimConfig, SimStack
 
@@ -74,7 +76,10 @@ BLOCKS = readme_blocks(README.read_text(encoding="utf-8"))
 def test_the_rule_finds_blocks_and_tags() -> None:
     sample = "```python\nx = 1\n```\n\n```bash real\nls\n```\n\n```diff\n-a\n```\n"
     found = readme_blocks(sample)
-    assert [(b.line, b.language, b.runs) for b in found] == [(1, "python", True), (5, "bash", False)]
+    assert [(b.line, b.language, b.runs) for b in found] == [
+        (1, "python", True),
+        (5, "bash", False),
+    ]
     assert any(b.runs for b in BLOCKS) and any(not b.runs for b in BLOCKS)
     unknown = {tag for b in BLOCKS for tag in b.tags} - CHECK_ONLY
     assert not unknown, f"unknown README block tags {unknown}; use 'fragment' or 'real'"
@@ -109,7 +114,7 @@ def _env(sim: dict[str, str], workdir: Path) -> dict[str, str]:
     }
 
 
-def _check_syntax(block: Block, workdir: Path) -> None:
+def _check_syntax(block: Block) -> None:
     if block.language == "python":
         compile(block.code, f"README.md:{block.line}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     else:
@@ -117,47 +122,69 @@ def _check_syntax(block: Block, workdir: Path) -> None:
         assert result.returncode == 0, result.stderr.decode()
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[b.name for b in BLOCKS])
-async def test_readme_block(block: Block, sim_env: dict[str, str], tmp_path: Path) -> None:
-    _check_syntax(block, tmp_path)
-    if not block.runs:
-        return
-    (tmp_path / "examples").symlink_to(ROOT / "examples", target_is_directory=True)
+def _stop_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+
+
+async def run_block(block: Block, env: dict[str, str], workdir: Path) -> tuple[int, str]:
+    """Run one block in ``workdir``; its exit status and output. Its process group ends with it."""
+    (workdir / "examples").symlink_to(ROOT / "examples", target_is_directory=True)
     if block.language == "python":
-        script = tmp_path / "block.py"
+        script = workdir / "block.py"
         script.write_text(block.code, encoding="utf-8")
         argv = [sys.executable, str(script)]
     else:
         argv = ["bash", "-e", "-o", "pipefail", "-c", block.code]
     process = await anyio.open_process(
         argv,
-        cwd=tmp_path,
-        env=_env(sim_env, tmp_path),
+        cwd=workdir,
+        env=_env(env, workdir),
         stdin=subprocess.DEVNULL,
         start_new_session=True,  # a block's background jobs are stopped with it
     )
+    chunks: list[bytes] = []
+
+    async def drain(stream: ByteReceiveStream) -> None:
+        async for chunk in stream:
+            chunks.append(chunk)
+
     try:
         with anyio.fail_after(180):  # a hang detector, not a timing
-            output = b""
             assert process.stdout is not None and process.stderr is not None
             async with anyio.create_task_group() as tg:
-                chunks: list[bytes] = []
-
-                async def drain(stream: anyio.abc.ByteReceiveStream) -> None:
-                    async for chunk in stream:
-                        chunks.append(chunk)
-
                 tg.start_soon(drain, process.stdout)
                 tg.start_soon(drain, process.stderr)
                 status = await process.wait()
-            output = b"".join(chunks)
+                # What the block left running holds our pipes open: stop it.
+                _stop_group(process.pid)
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        _stop_group(process.pid)
         if process.returncode is None:
             process.kill()
             with anyio.CancelScope(shield=True):
                 await process.wait()
-    assert status == 0, f"README.md line {block.line}:\n{output.decode(errors='replace')[-4000:]}"
+    return status, b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[b.name for b in BLOCKS])
+async def test_readme_block(block: Block, sim_env: dict[str, str], tmp_path: Path) -> None:
+    _check_syntax(block)
+    if not block.runs:
+        return
+    status, output = await run_block(block, sim_env, tmp_path)
+    assert status == 0, f"README.md line {block.line}:\n{output[-4000:]}"
+
+
+async def test_a_failing_block_fails_and_background_jobs_end(tmp_path: Path) -> None:
+    failing = Block(1, "python", frozenset(), "import sys\nprint('boom')\nsys.exit(3)\n")
+    (tmp_path / "a").mkdir()
+    assert await run_block(failing, {}, tmp_path / "a") == (3, "boom\n")
+    (tmp_path / "b").mkdir()
+    marker = tmp_path / "b" / "late"
+    background = Block(2, "bash", frozenset(), f"(sleep 2; touch {marker}) &\necho started\n")
+    assert await run_block(background, {}, tmp_path / "b") == (0, "started\n")
+    await anyio.sleep(3)
+    assert not marker.exists()  # the block's background job was stopped with it
+    with pytest.raises(SyntaxError):
+        _check_syntax(Block(3, "python", frozenset({"fragment"}), "def (:\n"))
