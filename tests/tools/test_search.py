@@ -326,6 +326,32 @@ async def test_parallel_calls_get_ids_in_call_order(
     assert "IMG_003: " in observations["fast"] and "IMG_001: " in observations["slow"]
 
 
+async def test_results_sharing_bytes_get_one_id_each_in_result_order(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    # A direct URL and a redirecting mirror serve identical bytes, which the
+    # content-addressed cache stores once; the listing still numbers each result.
+    _, url = images
+    backend = ScriptedBackend(
+        images={
+            "owl": [
+                picture(url, "owl.png"),
+                ImageResult(
+                    title="mirror", image_url=f"{url}/redirect/1/owl.png", page_url="https://m"
+                ),
+                picture(url, "hare.png"),
+            ]
+        }
+    )
+    context = make_context(runtime)
+    text = await ImageSearch(backend=backend, cache=cache_settings)({"query": "owl"}, context)
+    ids = [line.split(":", 1)[0] for line in text.splitlines() if line.startswith("IMG_")]
+    assert ids == ["IMG_001", "IMG_002", "IMG_003"]
+    records = context.images.records()
+    assert records[0].local_path == records[1].local_path != records[2].local_path
+    assert [r.url for r in records][1].endswith("/redirect/1/owl.png")
+
+
 async def test_fifty_rollouts_asking_for_one_image_download_it_once(
     images: Host,
     serper: Serper,
