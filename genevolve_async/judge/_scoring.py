@@ -4,11 +4,16 @@ Per sample, each score is clipped to [0, 1] and rounded to 2 decimals; a
 request that needs no text gets text accuracy 0.5, and the overall score is
 `0.1 f + 0.4 v + 0.4 t + 0.1 a`, rounded to 2.
 
-Per split, the four criteria are averaged over the successfully judged
-samples (text accuracy over those that need text only) and the same weighted
-formula is applied to the means. The means and the overall are rounded to 4
-decimals for reporting, but the overall and `overall_missing_zero` are
-computed from the unrounded means, so rounding happens once.
+The original evaluator aggregates in two ways, each written in its own place,
+and both are reproduced here number for number:
+
+- `aggregate` (summary.json, summary.csv, the terminal table): plain means,
+  rounded to 4, of each stored per-sample value over the successfully judged
+  samples; a text-N/A sample counts with its stored 0.5, and `overall` is the
+  mean of the per-sample overalls.
+- `mean_scores` (the summary rows of results_eval.json): means of f, v, a;
+  the text mean skips N/A samples (0.5 when every sample is N/A); each mean
+  rounded to 4, then the overall formula on those rounded means, rounded to 4.
 """
 
 from __future__ import annotations
@@ -25,11 +30,16 @@ __all__ = [
     "DEFAULT_SPLIT_FIELDS",
     "OVERALL_SPLIT",
     "SCORE_WEIGHTS",
+    "SUMMARY_SCORE_FIELDS",
+    "WHOLE_SPLIT",
     "SampleScores",
     "SplitSummary",
     "aggregate",
+    "judged_scores",
+    "mean_scores",
     "normalize_scores",
     "overall_score",
+    "split_value",
 ]
 
 SCORE_WEIGHTS: Mapping[str, float] = MappingProxyType(
@@ -38,7 +48,13 @@ SCORE_WEIGHTS: Mapping[str, float] = MappingProxyType(
 """Weight of each criterion in the overall score (they sum to 1)."""
 
 OVERALL_SPLIT = "overall_avg"
-"""Name of the split that pools every row."""
+"""Name of the results_eval.json summary row (and groups split) pooling every row."""
+
+WHOLE_SPLIT = "all"
+"""Name of the split pooling every row in summary.json and summary.csv."""
+
+SUMMARY_SCORE_FIELDS = (*SCORE_FIELDS, "overall")
+"""The five figures of a summary, in the original's order."""
 
 DEFAULT_SPLIT_FIELDS = ("eval_type", "category", "difficulty")
 """Row fields that define the per-value splits, in reporting order."""
@@ -46,8 +62,6 @@ DEFAULT_SPLIT_FIELDS = ("eval_type", "category", "difficulty")
 _TEXT_NA_SCORE = 0.5
 _SAMPLE_DIGITS = 2
 _SUMMARY_DIGITS = 4
-# Older result files name the benchmark track `tier` instead of `eval_type`.
-_FIELD_ALIASES: Mapping[str, tuple[str, ...]] = MappingProxyType({"eval_type": ("tier",)})
 
 
 class SampleScores(TypedDict):
@@ -65,34 +79,33 @@ class SampleScores(TypedDict):
 class SplitSummary:
     """Aggregate figures for one split of the result rows.
 
-    The means and `overall` are None when no sample of the split was judged
-    successfully; `overall_missing_zero` is then 0.0, as every sample counts
-    as zero.
+    The figures are those of the original's summary.json: plain means over
+    the successfully judged samples, 0.0 when there are none.
     """
 
     name: str
-    """`overall_avg`, or `field:value` such as `eval_type:Knowledge-Anchored`."""
+    """`all`, or `field:value` such as `eval_type:Knowledge-Anchored`."""
     count_eval_success: int
     """Samples judged successfully: the denominator of the means."""
     denominator: int
-    """Every row of the split, whatever its outcome."""
-    faithfulness: float | None
+    """Every row of the split (for `all`: `--total-cases` when given)."""
+    faithfulness: float
     """Mean faithfulness, rounded to 4 decimals."""
-    visual_correctness: float | None
+    visual_correctness: float
     """Mean visual correctness, rounded to 4 decimals."""
-    text_accuracy: float | None
-    """Mean text accuracy over samples that need text (0.5 when none do), rounded to 4."""
-    aesthetics: float | None
+    text_accuracy: float
+    """Mean stored text accuracy (N/A samples count as their 0.5), rounded to 4."""
+    aesthetics: float
     """Mean aesthetics, rounded to 4 decimals."""
-    overall: float | None
-    """The weighted formula on the unrounded means, rounded to 4 decimals."""
+    overall: float
+    """Mean of the per-sample overall scores, rounded to 4 decimals."""
     overall_missing_zero: float
     """`overall * count_eval_success / denominator`: failed samples count as zero."""
 
     @property
     def missing_or_failed(self) -> int:
         """Rows of the split without a successful judgement."""
-        return self.denominator - self.count_eval_success
+        return max(0, self.denominator - self.count_eval_success)
 
 
 def overall_score(
@@ -115,13 +128,13 @@ def overall_score(
     Returns:
         The overall score.
     """
-    value = math.fsum(
-        (
-            SCORE_WEIGHTS["faithfulness"] * faithfulness,
-            SCORE_WEIGHTS["visual_correctness"] * visual_correctness,
-            SCORE_WEIGHTS["text_accuracy"] * text_accuracy,
-            SCORE_WEIGHTS["aesthetics"] * aesthetics,
-        )
+    # Summed left to right in this order, as the original does, so that
+    # rounding at the last decimal lands on the same side.
+    value = (
+        SCORE_WEIGHTS["faithfulness"] * faithfulness
+        + SCORE_WEIGHTS["visual_correctness"] * visual_correctness
+        + SCORE_WEIGHTS["text_accuracy"] * text_accuracy
+        + SCORE_WEIGHTS["aesthetics"] * aesthetics
     )
     return value if ndigits is None else round(value, ndigits)
 
@@ -165,117 +178,115 @@ def aggregate(
     rows: Iterable[Mapping[str, Any]],
     *,
     split_fields: Sequence[str] = DEFAULT_SPLIT_FIELDS,
+    total_cases: int | None = None,
 ) -> list[SplitSummary]:
-    """Summarise result rows as a whole and per split.
+    """Summarise result rows as a whole and per split, as summary.json does.
 
     A row counts as judged when its `eval_success` is true and its `scores`
-    hold the four numeric criteria; every other row (failed judge call,
-    missing image, no row scores) counts only in the denominators. Rows that
-    carry a `summary_type` are earlier summary rows and are skipped, so a
-    whole `results_eval.json` can be summarised again.
+    is a mapping; each figure is the plain mean of that key's numeric values
+    over the judged rows (0.0 when there are none). Rows that carry a
+    `summary_type` are summary rows and are skipped, so a whole
+    `results_eval.json` can be summarised again.
 
-    A row's split value is read from the field itself, else from its nested
-    `meta` mapping, else (for `eval_type` only) from `tier`. A row without a
-    value for a field joins no split of that field.
+    A row's split value is the field itself, else its nested `meta` value;
+    for `eval_type` the `meta` value comes first and `tier` is a fallback,
+    as in the original. A row without a value joins the split `unknown`.
 
     Args:
         rows: Result rows, each with `eval_success` and `scores`.
         split_fields: Fields to split by, in reporting order.
+        total_cases: Denominator of the whole set (`--total-cases`); the row
+            count when None or 0. Each split's denominator is its row count.
 
     Returns:
-        The `overall_avg` summary (pooling every row, not averaging the split
+        The `all` summary (pooling every row, not averaging the split
         figures), then for each field one summary per value, values sorted.
     """
     sample_rows = [row for row in rows if "summary_type" not in row]
-    summaries = [_summarize(OVERALL_SPLIT, sample_rows)]
+    summaries = [_summarize(WHOLE_SPLIT, sample_rows, total_cases or len(sample_rows))]
     for field in split_fields:
         groups: dict[str, list[Mapping[str, Any]]] = {}
         for row in sample_rows:
-            value = _split_value(row, field)
-            if value is not None:
-                groups.setdefault(value, []).append(row)
+            groups.setdefault(split_value(row, field), []).append(row)
         for value in sorted(groups):
-            summaries.append(_summarize(f"{field}:{value}", groups[value]))
+            summaries.append(_summarize(f"{field}:{value}", groups[value], len(groups[value])))
     return summaries
 
 
-def _summarize(name: str, rows: Sequence[Mapping[str, Any]]) -> SplitSummary:
-    judged = [scores for scores in map(_judged_scores, rows) if scores is not None]
-    denominator = len(rows)
-    ok = len(judged)
-    if not ok:
-        return SplitSummary(
-            name=name,
-            count_eval_success=0,
-            denominator=denominator,
-            faithfulness=None,
-            visual_correctness=None,
-            text_accuracy=None,
-            aesthetics=None,
-            overall=None,
-            overall_missing_zero=0.0,
-        )
-    means = {field: _mean(scores[field] for scores in judged) for field in SCORE_FIELDS}
-    text_scores = [scores["text_accuracy"] for scores in judged if not scores["text_accuracy_na"]]
-    means["text_accuracy"] = _mean(text_scores) if text_scores else _TEXT_NA_SCORE
-    overall = overall_score(
+def mean_scores(scores: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """The `avg_scores` of a results_eval.json summary row.
+
+    Args:
+        scores: The `scores` mappings of the successfully judged samples.
+
+    Returns:
+        `faithfulness`, `visual_correctness`, `text_accuracy`, `aesthetics`
+        and `overall`: means over the samples (text over those that need
+        text, 0.5 when none do), rounded to 4, and the overall formula on
+        those rounded means, rounded to 4. All 0.0 when `scores` is empty.
+    """
+    if not scores:
+        return dict.fromkeys(SUMMARY_SCORE_FIELDS, 0.0)
+    means = {field: _plain_mean(scores, field) for field in SCORE_FIELDS}
+    text = [s for s in scores if not s.get("text_accuracy_na")]
+    means["text_accuracy"] = _plain_mean(text, "text_accuracy", empty=_TEXT_NA_SCORE)
+    means["overall"] = overall_score(
         faithfulness=means["faithfulness"],
         visual_correctness=means["visual_correctness"],
         text_accuracy=means["text_accuracy"],
         aesthetics=means["aesthetics"],
+        ndigits=_SUMMARY_DIGITS,
     )
+    return means
+
+
+def judged_scores(row: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The row's `scores` when it was judged successfully, else None."""
+    scores = row.get("scores")
+    if row.get("eval_success") is True and isinstance(scores, Mapping):
+        return scores
+    return None
+
+
+def split_value(row: Mapping[str, Any], field: str) -> str:
+    """The row's label for `field`: the field, its `meta` value, else `unknown`."""
+    meta = row.get("meta")
+    nested: Mapping[str, Any] = meta if isinstance(meta, Mapping) else {}
+    candidates: tuple[object, ...]
+    if field == "eval_type":
+        candidates = (nested.get(field), row.get(field), row.get("tier"))
+    else:
+        candidates = (row.get(field), nested.get(field))
+    for value in candidates:
+        if value:  # the original skips empty and zero values the same way
+            return str(value)
+    return "unknown"
+
+
+def _summarize(name: str, rows: Sequence[Mapping[str, Any]], denominator: int) -> SplitSummary:
+    judged = [scores for scores in map(judged_scores, rows) if scores is not None]
+    ok = len(judged)
+    means = {field: _plain_mean(judged, field) for field in SUMMARY_SCORE_FIELDS}
     return SplitSummary(
         name=name,
         count_eval_success=ok,
         denominator=denominator,
-        faithfulness=round(means["faithfulness"], _SUMMARY_DIGITS),
-        visual_correctness=round(means["visual_correctness"], _SUMMARY_DIGITS),
-        text_accuracy=round(means["text_accuracy"], _SUMMARY_DIGITS),
-        aesthetics=round(means["aesthetics"], _SUMMARY_DIGITS),
-        overall=round(overall, _SUMMARY_DIGITS),
-        overall_missing_zero=round(overall * ok / denominator, _SUMMARY_DIGITS),
+        faithfulness=means["faithfulness"],
+        visual_correctness=means["visual_correctness"],
+        text_accuracy=means["text_accuracy"],
+        aesthetics=means["aesthetics"],
+        overall=means["overall"],
+        overall_missing_zero=(
+            round(means["overall"] * ok / denominator, _SUMMARY_DIGITS) if denominator else 0.0
+        ),
     )
 
 
-def _judged_scores(row: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Return the row's four scores and N/A flag, or None when it was not judged."""
-    scores = row.get("scores")
-    if row.get("eval_success") is not True or not isinstance(scores, Mapping):
-        return None
-    judged: dict[str, Any] = {}
-    for field in SCORE_FIELDS:
-        value = scores.get(field)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        if not math.isfinite(value):
-            return None
-        judged[field] = float(value)
-    judged["text_accuracy_na"] = scores.get("text_accuracy_na") is True
-    return judged
-
-
-def _split_value(row: Mapping[str, Any], field: str) -> str | None:
-    meta = row.get("meta")
-    nested = meta if isinstance(meta, Mapping) else {}
-    for key in (field, *_FIELD_ALIASES.get(field, ())):
-        for source in (row, nested):
-            value = _as_label(source.get(key))
-            if value is not None:
-                return value
-    return None
-
-
-def _as_label(value: object) -> str | None:
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, int | float):
-        return str(value)
-    return None
-
-
-def _mean(values: Iterable[float]) -> float:
-    items = list(values)
-    return math.fsum(items) / len(items)
+def _plain_mean(scores: Iterable[Mapping[str, Any]], field: str, *, empty: float = 0.0) -> float:
+    # Plain left-to-right sums, as the original's: the same inputs give the
+    # same floats, so the 4-decimal rounding lands the same way.
+    values = [float(s[field]) for s in scores if isinstance(s.get(field), int | float)]
+    return round(sum(values) / len(values), _SUMMARY_DIGITS) if values else empty
 
 
 def _clip(value: float) -> float:

@@ -34,6 +34,7 @@ from ._runner import BatchOptions as BatchOptions
 from ._runner import BatchReport as BatchReport
 from ._runner import run_batch as run_batch
 from ._stages import BatchAborted as BatchAborted
+from ._stages import EvalOutputs as EvalOutputs
 from ._stages import JudgeStage as JudgeStage
 from ._stages import Outcome as Outcome
 from ._stages import RenderStage as RenderStage
@@ -50,6 +51,7 @@ __all__ = [
     "BatchReport",
     "CheckpointEntry",
     "CheckpointScan",
+    "EvalOutputs",
     "ExportOptions",
     "ExportReport",
     "GroupReport",

@@ -27,8 +27,7 @@ from typing import Any
 import orjson
 
 from .._errors import ConfigurationError
-from ..judge import DEFAULT_SPLIT_FIELDS, OVERALL_SPLIT
-from ..judge._scoring import _split_value
+from ..judge import DEFAULT_SPLIT_FIELDS, OVERALL_SPLIT, split_value
 from ._inputs import InputRow
 from ._results import write_text
 
@@ -264,11 +263,7 @@ class GroupReport:
                 group = groups[key[0]] = GroupSummary(
                     prompt_id=key[0],
                     prompt=prompt if isinstance(prompt, str) else "",
-                    labels={
-                        f: label
-                        for f in split_fields
-                        if (label := _split_value(row, f)) is not None
-                    },
+                    labels={f: split_value(row, f) for f in split_fields},
                 )
             seed = row.get("seed")
             group.samples.append(

@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
@@ -44,7 +45,7 @@ from ._checkpoint import (
 )
 from ._inputs import BadRow, InputRow, InputSource, aiter_entries, count_rows
 from ._progress import ProgressDisplay, StageProgress
-from ._stages import Outcome, RolloutStage, Stage, is_fatal, with_data
+from ._stages import JudgeStage, Outcome, RolloutStage, Stage, is_fatal, with_data
 from ._summary import StageSummary, finalize_stage
 
 __all__ = ["BatchOptions", "BatchReport", "run_batch"]
@@ -323,8 +324,15 @@ class _Batch:
         for i, (stage, path) in enumerate(zip(self.stages, self.paths, strict=True)):
             # In a chain, a later stage's file of the same name holds these fields too.
             name = None if names[i] in names[i + 1 :] else names[i]
+            outputs = stage.outputs if isinstance(stage, JudgeStage) else None
             summaries.append(
-                await anyio.to_thread.run_sync(finalize_stage, stage.kind, self.out_dir, path, name)
+                await anyio.to_thread.run_sync(
+                    partial(finalize_stage, eval_outputs=outputs),
+                    stage.kind,
+                    self.out_dir,
+                    path,
+                    name,
+                )
             )
         return summaries
 

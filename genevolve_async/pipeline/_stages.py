@@ -39,6 +39,7 @@ from ._inputs import InputRow
 
 __all__ = [
     "BatchAborted",
+    "EvalOutputs",
     "JudgeStage",
     "Outcome",
     "RenderStage",
@@ -309,6 +310,22 @@ def _save_png(image: Image.Image, dest: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EvalOutputs:
+    """Where the judge stage's files go, and the whole set's denominator.
+
+    The original's ``-o/--output-json``, ``--summary-json``,
+    ``--summary-csv`` and ``--total-cases``; None keeps the default (the
+    output folder's ``results_eval.json``, ``summary.json``, ``summary.csv``;
+    the row count).
+    """
+
+    results_eval: Path | None = None
+    summary_json: Path | None = None
+    summary_csv: Path | None = None
+    total_cases: int | None = None
+
+
 class JudgeStage:
     """Scores the row's generated image against its ground truth.
 
@@ -317,16 +334,27 @@ class JudgeStage:
         image_root: Folder that relative ``image_path`` values resolve against
             (the rendered results' folder).
         parallel: Samples in flight (the judge client caps its requests too).
+        outputs: Where its results files go and the whole set's denominator
+            (the original's ``-o``, ``--summary-json``, ``--summary-csv``,
+            ``--total-cases``); None: the defaults.
     """
 
     kind: ClassVar[StageKind] = "evaluate"
     checkpoint_name: ClassVar[str] = "eval.jsonl"
     results_name: ClassVar[str] = "results_eval.json"
 
-    def __init__(self, judge: JudgeClient, *, image_root: Path, parallel: int = 16) -> None:
+    def __init__(
+        self,
+        judge: JudgeClient,
+        *,
+        image_root: Path,
+        parallel: int = 16,
+        outputs: EvalOutputs | None = None,
+    ) -> None:
         self.judge = judge
         self.image_root = image_root
         self.parallel = parallel
+        self.outputs = outputs
 
     async def prepare(self) -> None:
         """Nothing to prepare."""

@@ -21,7 +21,7 @@ from ..judge import aggregate, format_summary_table, summary_csv_text, summary_d
 from ._checkpoint import read_records, scan_checkpoint
 from ._groups import GroupReport
 from ._results import write_json_rows, write_text
-from ._stages import StageKind
+from ._stages import EvalOutputs, StageKind
 from ._text import plural
 
 __all__ = ["StageSummary", "finalize_stage"]
@@ -166,7 +166,12 @@ def _status_kind(status: Any) -> str:
 
 
 def finalize_stage(
-    kind: StageKind, out_dir: Path, checkpoint: Path, results_name: str | None
+    kind: StageKind,
+    out_dir: Path,
+    checkpoint: Path,
+    results_name: str | None,
+    *,
+    eval_outputs: EvalOutputs | None = None,
 ) -> StageSummary:
     """Write a stage's results files from its checkpoint and summarise it (blocking).
 
@@ -175,6 +180,7 @@ def finalize_stage(
         out_dir: Where the files go.
         checkpoint: The stage's checkpoint.
         results_name: The results file to write (``None``: summarise only).
+        eval_outputs: The judge stage's file paths and denominator.
 
     Returns:
         The stage's figures, with the files written.
@@ -189,15 +195,20 @@ def finalize_stage(
 
     if kind == "evaluate":
         rows = list(counted())
-        splits = aggregate(rows)
+        outputs = eval_outputs or EvalOutputs()
+        splits = aggregate(rows, total_cases=outputs.total_cases)
         summary.eval_table = format_summary_table(splits)
         if results_name is not None:
-            write_json_rows(out_dir / results_name, [*rows, *summary_rows(splits)])
-            write_text(out_dir / "summary.json", json.dumps(summary_dict(splits), indent=2) + "\n")
-            write_text(out_dir / "summary.csv", summary_csv_text(splits))
-            summary.files += [
-                out_dir / name for name in (results_name, "summary.json", "summary.csv")
-            ]
+            eval_path = (outputs.results_eval or out_dir / results_name).resolve()
+            json_path = outputs.summary_json or out_dir / "summary.json"
+            csv_path = outputs.summary_csv or out_dir / "summary.csv"
+            for path in (eval_path, json_path, csv_path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_rows(eval_path, [*rows, *summary_rows(rows)])
+            layout = summary_dict(rows, splits, eval_json=str(eval_path))
+            write_text(json_path, json.dumps(layout, ensure_ascii=False, indent=2))
+            write_text(csv_path, summary_csv_text(splits))
+            summary.files += [eval_path, json_path, csv_path]
         groups = GroupReport.from_rows(rows)
         if groups is not None:
             summary.group_table = groups.table()

@@ -11,12 +11,11 @@ from genevolve_async.judge import (
     format_summary_table,
     summary_csv_text,
     summary_dict,
-    summary_rows,
     write_summary_csv,
 )
 
 WHOLE = SplitSummary(
-    name="overall_avg",
+    name="all",
     count_eval_success=7,
     denominator=11,
     faithfulness=0.7857,
@@ -41,45 +40,22 @@ EMPTY = SplitSummary(
     name="category:food",
     count_eval_success=0,
     denominator=1,
-    faithfulness=None,
-    visual_correctness=None,
-    text_accuracy=None,
-    aesthetics=None,
-    overall=None,
+    faithfulness=0.0,
+    visual_correctness=0.0,
+    text_accuracy=0.0,
+    aesthetics=0.0,
+    overall=0.0,
     overall_missing_zero=0.0,
 )
 SUMMARIES = [WHOLE, KNOWLEDGE, EMPTY]
 
 
-def test_summary_rows_carry_summary_type() -> None:
-    rows = summary_rows(SUMMARIES)
-    assert [row["summary_type"] for row in rows] == [
-        "overall_avg",
-        "eval_type:Knowledge-Anchored",
-        "category:food",
-    ]
-    assert rows[1] == {
-        "summary_type": "eval_type:Knowledge-Anchored",
-        "count_eval_success": 4,
-        "denominator": 6,
-        "missing_or_failed": 2,
-        "faithfulness": 0.75,
-        "visual_correctness": 0.5,
-        "text_accuracy": 0.5,
-        "aesthetics": 0.75,
-        "overall": 0.55,
-        "overall_missing_zero": 0.3667,
-    }
-    assert all("id" not in row for row in rows)
-    json.dumps(rows)
-
-
-def test_summary_dict_is_keyed_by_split() -> None:
-    summary = summary_dict(SUMMARIES)
-    assert list(summary) == ["overall_avg", "eval_type:Knowledge-Anchored", "category:food"]
-    assert summary["overall_avg"]["overall"] == 0.5857
-    assert summary["category:food"]["overall"] is None
-    assert summary["category:food"]["missing_or_failed"] == 1
+def test_summary_dict_groups_the_splits_by_field() -> None:
+    summary = summary_dict([], SUMMARIES, eval_json="/x/results_eval.json")
+    assert summary["all"]["overall"] == 0.5857 and summary["total_cases"] == 11
+    assert list(summary["by_eval_type"]) == ["Knowledge-Anchored"]
+    assert summary["by_category"]["food"]["missing_or_failed"] == 1
+    assert summary["by_difficulty"] == {}
     assert json.loads(json.dumps(summary)) == summary
 
 
@@ -90,11 +66,12 @@ def test_csv_columns_and_cells() -> None:
         "visual_correctness,text_accuracy,aesthetics,overall,overall_missing_zero"
     )
     assert text.splitlines()[1:] == [
-        "overall_avg,7,11,4,0.7857,0.5714,0.5,0.7857,0.5857,0.3727",
+        "all,7,11,4,0.7857,0.5714,0.5,0.7857,0.5857,0.3727",
         "eval_type:Knowledge-Anchored,4,6,2,0.75,0.5,0.5,0.75,0.55,0.3667",
-        "category:food,0,1,1,,,,,,0.0",
+        "category:food,0,1,1,0.0,0.0,0.0,0.0,0.0,0.0",
     ]
-    assert text.endswith("\n")
+    # csv's default line end, as the original's DictWriter wrote.
+    assert text.count("\r\n") == 4 and text.endswith("\r\n")
     assert tuple(next(csv.reader(io.StringIO(text)))) == SUMMARY_CSV_COLUMNS
 
 
@@ -103,11 +80,11 @@ def test_csv_quotes_awkward_split_names() -> None:
         name='category:food, "fine"',
         count_eval_success=0,
         denominator=2,
-        faithfulness=None,
-        visual_correctness=None,
-        text_accuracy=None,
-        aesthetics=None,
-        overall=None,
+        faithfulness=0.0,
+        visual_correctness=0.0,
+        text_accuracy=0.0,
+        aesthetics=0.0,
+        overall=0.0,
         overall_missing_zero=0.0,
     )
     rows = list(csv.reader(io.StringIO(summary_csv_text([odd]))))
@@ -129,11 +106,12 @@ def test_table_is_aligned() -> None:
     ]  # fmt: skip
     assert set(lines[1]) == {"-", " "}
     assert lines[2].split() == [
-        "overall_avg", "7", "11", "4",
+        "all", "7", "11", "4",
         "0.7857", "0.5714", "0.5000", "0.7857", "0.5857", "0.3727",
     ]  # fmt: skip
     assert lines[4].split() == [
-        "category:food", "0", "1", "1", "-", "-", "-", "-", "-", "0.0000",
+        "category:food", "0", "1", "1",
+        "0.0000", "0.0000", "0.0000", "0.0000", "0.0000", "0.0000",
     ]  # fmt: skip
     # Figures are right-aligned, so every line ends at the same column.
     assert len({len(line) for line in lines}) == 1

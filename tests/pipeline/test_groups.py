@@ -198,7 +198,7 @@ async def test_k_samples_of_50_prompts_give_200_records_and_50_groups(
     assert summary["overall_avg"]["prompts"] == 50 and summary["overall_avg"]["samples"] == 200
     assert "best-of-K" in report.text() and "eval_type:Quality-Anchored" in report.text()
     judge_summary = load_json(out / "summary.json")
-    assert judge_summary["overall_avg"]["denominator"] == 200
+    assert judge_summary["all"]["denominator"] == 200
 
     # A second session finds every sample done; another K is refused.
     _, again = await run_sampled_pipeline(sims, runtime, tmp_path, prompts=50, k=4, seed=3)

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 
 from genevolve_async.judge import SUMMARY_CSV_COLUMNS
-from genevolve_async.pipeline import finalize_stage
+from genevolve_async.pipeline import EvalOutputs, finalize_stage
 from genevolve_async.pipeline._checkpoint import CheckpointWriter, scan_checkpoint
 from genevolve_async.pipeline._summary import StageSummary
 
@@ -79,11 +79,37 @@ def test_the_judge_stage_writes_eval_files_in_input_order(tmp_path: Path) -> Non
     summary = finalize_stage("evaluate", tmp_path, tmp_path / "eval.jsonl", "results_eval.json")
     written = json.loads((tmp_path / "results_eval.json").read_text())
     assert [r.get("id") for r in written[:4]] == ["0", "1", "2", "3"]
-    assert [r["summary_type"] for r in written[4:]] == ["overall_avg", "eval_type:Quality-Anchored"]
-    assert written[4]["overall_missing_zero"] == round(0.6 * 3 / 4, 4)
-    assert json.loads((tmp_path / "summary.json").read_text())["overall_avg"]["denominator"] == 4
+    assert [r["summary_type"] for r in written[4:]] == ["eval_type:Quality-Anchored", "overall_avg"]
+    assert written[5]["count"] == 3 and written[5]["avg_scores"]["overall"] == 0.6
+    layout = json.loads((tmp_path / "summary.json").read_text())
+    assert layout["eval_json"] == str((tmp_path / "results_eval.json").resolve())
+    assert layout["all"]["denominator"] == 4
+    assert layout["all"]["overall_missing_zero"] == round(0.6 * 3 / 4, 4)
     assert (tmp_path / "summary.csv").read_text().splitlines()[0] == ",".join(SUMMARY_CSV_COLUMNS)
-    assert "overall_avg" in summary.eval_table and summary.ok == 3
+    assert "all" in summary.eval_table and summary.ok == 3
+
+
+def test_the_judge_stage_writes_where_the_original_flags_say(tmp_path: Path) -> None:
+    rows = [
+        {"id": "0", "eval_success": True, "success": True, "scores": {"overall": 0.5}},
+        {"id": "1", "eval_success": False, "success": False, "scores": None},
+    ]
+    anyio.run(_checkpoint, tmp_path / "eval.jsonl", "evaluate", rows)
+    outputs = EvalOutputs(
+        results_eval=tmp_path / "o" / "eval.json",
+        summary_json=tmp_path / "s" / "sum.json",
+        summary_csv=tmp_path / "c" / "sum.csv",
+        total_cases=10,
+    )
+    finalize_stage(
+        "evaluate", tmp_path, tmp_path / "eval.jsonl", "results_eval.json", eval_outputs=outputs
+    )
+    assert not (tmp_path / "results_eval.json").exists()
+    layout = json.loads((tmp_path / "s" / "sum.json").read_text())
+    assert layout["eval_json"] == str(tmp_path / "o" / "eval.json")
+    assert (layout["total_cases"], layout["all"]["overall_missing_zero"]) == (10, 0.05)
+    assert layout["missing_case_ids"] == ["1"]
+    assert (tmp_path / "c" / "sum.csv").read_text().splitlines()[1].startswith("all,1,10,9,")
 
 
 def test_summarising_only_writes_nothing(tmp_path: Path) -> None:
