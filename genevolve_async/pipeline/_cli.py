@@ -60,7 +60,12 @@ def _batch_options(p: argparse.ArgumentParser, stage: str, *, prompts: bool) -> 
     g.add_argument("--max-samples", type=int, help="take at most this many rows")
     g.add_argument("--shard", help="K/N: take the K-th of N deterministic parts (merge them later)")
     g.add_argument(
-        "--gt-root", type=Path, help="folder that relative gt_image paths resolve against"
+        "--gt-root",
+        type=Path,
+        action="append",
+        default=[],
+        help="folder that relative gt_image paths resolve against (repeatable: tried in turn "
+        "after the data file's folder and the working folder)",
     )
     g = p.add_argument_group("batch")
     g.add_argument(

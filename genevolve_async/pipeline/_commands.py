@@ -126,7 +126,7 @@ def _source(args: argparse.Namespace) -> InputSource:
         prompts=prompts if args.input is None else (),
         max_samples=args.max_samples,
         shard=Shard.parse(args.shard) if args.shard else None,
-        gt_root=args.gt_root,
+        gt_root=tuple(args.gt_root or ()),
     )
 
 

@@ -87,15 +87,17 @@ class InputSource:
         prompts: Requests given on the command line (instead of ``path``).
         max_samples: Take at most this many usable rows (before sharding).
         shard: Keep only this part of the rows.
-        gt_root: Folder that relative ``gt_image`` paths resolve against
-            (default: the data file's folder).
+        gt_root: Folder(s) that relative ``gt_image`` paths resolve against.
+            As the original evaluator did, a relative path is tried against
+            the data file's folder, then the working folder, then each of
+            these in turn, and the first that exists wins.
     """
 
     path: Path | None = None
     prompts: tuple[str, ...] = ()
     max_samples: int | None = None
     shard: Shard | None = None
-    gt_root: Path | None = None
+    gt_root: Path | tuple[Path, ...] | None = None
     _resolved: tuple[Path, InputKind] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -120,12 +122,23 @@ class InputSource:
 
     @property
     def root(self) -> Path:
-        """The folder that relative paths of the rows resolve against."""
-        if self.gt_root is not None:
-            return self.gt_root
+        """The data file's folder: relative paths of the rows resolve against it first."""
         if self.path is None:
             return Path.cwd()
         return self.resolve()[0].parent
+
+    @property
+    def gt_roots(self) -> tuple[Path, ...]:
+        """The ``--gt-root`` folders, in the order given."""
+        if self.gt_root is None:
+            return ()
+        return (self.gt_root,) if isinstance(self.gt_root, Path) else tuple(self.gt_root)
+
+    def gt_candidates(self) -> tuple[Path, ...]:
+        """The folders a relative ``gt_image`` is tried against, in order, without repeats."""
+        given = self.gt_roots
+        roots = (self.root, Path.cwd(), *given) if given else (self.root,)
+        return tuple(dict.fromkeys(roots))
 
 
 def _find_data_file(path: Path) -> Path:
@@ -318,7 +331,7 @@ class _RowChecker:
 
     def __init__(self, source: InputSource) -> None:
         self.source = source
-        self.root = source.root
+        self.gt_candidates = source.gt_candidates()
         self.ids: set[str] = set()
         self.stems: dict[str, str] = {}
         self.usable = 0
@@ -382,7 +395,14 @@ class _RowChecker:
         if not isinstance(value, str) or not value.strip():
             return None
         path = Path(os.path.expanduser(value.strip()))
-        return path if path.is_absolute() else self.root / path
+        if path.is_absolute():
+            return path
+        if len(self.gt_candidates) > 1:
+            for root in self.gt_candidates:
+                if (root / path).exists():
+                    return root / path
+        # None exists: name it under the last --gt-root given (else the data folder).
+        return self.gt_candidates[-1] / path
 
 
 def _row_id(value: Any, index: int) -> str | None:

@@ -112,6 +112,32 @@ def test_dataset_folder_resolves_the_benchmark_and_gt_paths(tmp_path: Path) -> N
     assert rows[0].gt_path == other / "images" / "case_00000.jpg"
 
 
+def test_repeated_gt_roots_are_tried_in_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the original evaluator: the data folder, the working folder, then each root.
+    data, first, second, cwd = (tmp_path / name for name in ("data", "r1", "r2", "cwd"))
+    for folder in (data, first, second, cwd):
+        (folder / "images").mkdir(parents=True)
+    (second / "images" / "a.jpg").write_bytes(b"a")  # only under the second root
+    (first / "images" / "b.jpg").write_bytes(b"b")  # under both roots: the first wins
+    (second / "images" / "b.jpg").write_bytes(b"b")
+    (data / "images" / "c.jpg").write_bytes(b"c")  # beside the data: it wins
+    (second / "images" / "c.jpg").write_bytes(b"c")
+    (cwd / "images" / "d.jpg").write_bytes(b"d")  # in the working folder
+    monkeypatch.chdir(cwd)
+    lines = [{"id": n, "question": "q", "gt_image": f"images/{n}.jpg"} for n in "abcde"]
+    (data / "in.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    rows, _ = _split(InputSource(path=data / "in.jsonl", gt_root=(first, second)))
+    assert [row.gt_path for row in rows] == [
+        second / "images" / "a.jpg",
+        first / "images" / "b.jpg",
+        data / "images" / "c.jpg",
+        cwd / "images" / "d.jpg",
+        second / "images" / "e.jpg",  # found nowhere: named under the last root
+    ]
+
+
 def test_unclear_or_missing_inputs_are_refused(tmp_path: Path) -> None:
     (tmp_path / "a.jsonl").write_text("")
     (tmp_path / "b.jsonl").write_text("")
