@@ -48,7 +48,9 @@ BACKENDS = ("qwen-image-edit-service", "nano-banana-pro", "qwen-image-edit")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     p.add_argument("--backend", choices=BACKENDS, default="nano-banana-pro")
     p.add_argument(
@@ -57,10 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--base-url", action="append", default=[], help="policy endpoint (repeatable: replicas)"
     )
+    p.add_argument("--api-key", help="policy key (default: OPENAI_API_KEY, else EMPTY)")
     p.add_argument("--model", default="GenEvolve")
     p.add_argument("--prompt", help="the request (default: one of example_prompts.jsonl)")
     p.add_argument("--example", default="ex01", help="id of the example request to use")
-    p.add_argument("--output", type=Path, default=Path("quickstart.png"))
+    p.add_argument("--output", type=Path, default=Path("quickstart_output.png"))
     p.add_argument("--seed", type=int)
     p.add_argument("--sim", action="store_true", help="simulate every service on loopback")
     return p.parse_args(argv)
@@ -105,7 +108,9 @@ async def generate(args: argparse.Namespace) -> int:
             if args.sim:
                 setup = await stack.enter_async_context(simulated(Path(tmp)))
             runtime = await stack.enter_async_context(Runtime())
-            options = {"base_url": setup["base_url"]} if setup["base_url"] else {}
+            options: dict[str, Any] = {"base_url": setup["base_url"]} if setup["base_url"] else {}
+            if args.api_key and not args.sim:
+                options["api_key"] = args.api_key
             agent = GenEvolveAgent(
                 runtime=runtime, model=args.model, tools=setup["tools"], **options
             )

@@ -3,6 +3,10 @@
 #
 #   MODEL_PATH=MeiGen-AI/GenEvolve PORT=8000 TP=1 DP=8 bash scripts/serve_vllm.sh
 #
+# Variables: MODEL_PATH, PORT (8000), TP (1), DP (1), MAX_MODEL_LEN (65536),
+# SERVED_MODEL_NAME (GenEvolve) and MEM_FRACTION (0.85), as in the original;
+# SERVED_NAME and GPU_MEMORY_UTILIZATION are accepted for the last two.
+#
 # TP shards one replica over TP GPUs; DP starts DP replicas behind the one
 # port (GPUs used: TP x DP). For throughput, prefer more DP replicas while
 # one replica fits a GPU. Extra arguments are passed to `vllm serve`.
@@ -13,8 +17,8 @@ PORT="${PORT:-8000}"
 TP="${TP:-1}"
 DP="${DP:-1}"
 MAX_MODEL_LEN="${MAX_MODEL_LEN:-65536}"
-SERVED_NAME="${SERVED_NAME:-GenEvolve}"
-GPU_MEMORY_UTILIZATION="${GPU_MEMORY_UTILIZATION:-0.85}"
+SERVED_NAME="${SERVED_MODEL_NAME:-${SERVED_NAME:-GenEvolve}}"
+GPU_MEMORY_UTILIZATION="${MEM_FRACTION:-${GPU_MEMORY_UTILIZATION:-0.85}}"
 
 for name in PORT TP DP MAX_MODEL_LEN; do
     if ! [[ "${!name}" =~ ^[1-9][0-9]*$ ]]; then

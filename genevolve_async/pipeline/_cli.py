@@ -11,11 +11,14 @@ are thin wrappers passing their flags through.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from ._cli_original import add_original_flags, apply_original_flags
 
 __all__ = ["build_parser", "main"]
 
@@ -42,6 +45,7 @@ def _batch_options(p: argparse.ArgumentParser, stage: str, *, prompts: bool) -> 
     elif stage == "evaluate":
         g.add_argument(
             "--results",
+            "-r",
             "--input",
             dest="input",
             type=Path,
@@ -202,7 +206,9 @@ def _judge_options(p: argparse.ArgumentParser, *, pipeline: bool) -> None:
 
 def _export_parser(sub: Any) -> None:
     p = sub.add_parser(
-        "export", help="answered trajectories -> a GenEvolve-Data-SFT style dataset folder"
+        "export",
+        help="answered trajectories -> a GenEvolve-Data-SFT style dataset folder",
+        allow_abbrev=False,
     )
     p.add_argument(
         "--results",
@@ -230,31 +236,38 @@ def _export_parser(sub: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``genevolve-async`` argument parser."""
+    # No abbreviations: a flag works only under its full name, never by accident.
     parser = argparse.ArgumentParser(
         prog="genevolve-async",
         description="Batch rollouts, rendering and judging for GenEvolve agents.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     from .._version import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
-    p = sub.add_parser("run", help="agent rollouts -> results.json")
+    add = functools.partial(sub.add_parser, allow_abbrev=False)
+    p = add("run", help="agent rollouts -> results.json")
     _batch_options(p, "run", prompts=True)
     _policy_options(p)
-    p = sub.add_parser("render", help="render results.json -> images and results.json")
+    add_original_flags(p, "run")
+    p = add("render", help="render results.json -> images and results.json")
     _batch_options(p, "render", prompts=False)
     _render_options(p, pipeline=False)
-    p = sub.add_parser("evaluate", help="judge rendered images -> results_eval.json, summary.*")
+    add_original_flags(p, "render")
+    p = add("evaluate", help="judge rendered images -> results_eval.json, summary.*")
     _batch_options(p, "evaluate", prompts=False)
     _judge_options(p, pipeline=False)
-    p = sub.add_parser("pipeline", help="rollouts, renders and judgements, streaming")
+    add_original_flags(p, "evaluate")
+    p = add("pipeline", help="rollouts, renders and judgements, streaming")
     _batch_options(p, "run", prompts=True)
     _policy_options(p)
     _render_options(p, pipeline=True)
     _judge_options(p, pipeline=True)
-    p = sub.add_parser("merge", help="join the checkpoints of shards into one output folder")
+    add_original_flags(p, "pipeline")
+    p = add("merge", help="join the checkpoints of shards into one output folder")
     p.add_argument(
         "sources", nargs="+", type=Path, help="shard output folders (or checkpoint files)"
     )
@@ -263,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--log-level", default="WARNING")
     _export_parser(sub)
-    p = sub.add_parser("finalize", help="rewrite results files from an output folder's checkpoints")
+    p = add("finalize", help="rewrite results files from an output folder's checkpoints")
     p.add_argument("output_dir", type=Path)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--log-level", default="WARNING")
@@ -279,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     resume).
     """
     args = build_parser().parse_args(argv)
+    apply_original_flags(args)
     logging.basicConfig(
         level=str(args.log_level).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -39,7 +39,7 @@ from ._inputs import InputSource
 from ._merge import merge_checkpoints
 from ._preflight import Endpoint, batch_endpoints, check_endpoints, check_ground_truth
 from ._runner import BatchOptions, run_batch
-from ._stages import JudgeStage, RenderStage, RolloutStage, Stage, StageKind
+from ._stages import EvalOutputs, JudgeStage, RenderStage, RolloutStage, Stage, StageKind
 from ._summary import StageSummary, finalize_stage
 from ._text import plural
 
@@ -159,6 +159,8 @@ def _agent(args: argparse.Namespace, runtime: Runtime) -> GenEvolveAgent:
         "temperature": args.temperature,
         "top_p": args.top_p,
         "n_max_reference_images": args.n_max_reference_images,
+        "max_prompt_tokens": args.max_prompt_length,
+        "max_response_tokens": args.max_response_length,
         "tool_mode": args.tool_mode,
         "policy_route": args.policy_route,
         "seed": args.seed,
@@ -185,6 +187,16 @@ async def _judge(args: argparse.Namespace, runtime: Runtime) -> JudgeClient:
         timeout=args.judge_timeout,
         max_tries=args.max_tries,
         rubric=rubric,
+    )
+
+
+def _eval_outputs(args: argparse.Namespace) -> EvalOutputs:
+    """The original's ``-o``, ``--summary-json``, ``--summary-csv`` and ``--total-cases``."""
+    return EvalOutputs(
+        results_eval=getattr(args, "output_json", None),
+        summary_json=getattr(args, "summary_json", None),
+        summary_csv=getattr(args, "summary_csv", None),
+        total_cases=getattr(args, "total_cases", None) or None,
     )
 
 
@@ -222,9 +234,16 @@ async def _batch(args: argparse.Namespace) -> int:
                 )
             )
         if "render" in kinds:
-            keywords = render_options(args.render_option)
+            keywords = {
+                **render_options(args.render_option),
+                **getattr(args, "original_render_options", {}),
+            }
             renderer = make_renderer(
-                args.backend, runtime=runtime, service_urls=args.service_url, **keywords
+                args.backend,
+                runtime=runtime,
+                service_urls=args.service_url,
+                **keywords,
+                **getattr(args, "render_secrets", {}),
             )
             await stack.enter_async_context(renderer)
             parallel = args.render_parallel if args.command == "pipeline" else args.parallel
@@ -242,7 +261,11 @@ async def _batch(args: argparse.Namespace) -> int:
             parallel = args.judge_parallel if args.command == "pipeline" else args.parallel
             # Standalone, images are named relative to the results file; in a chain, to our folder.
             image_root = out_dir if len(kinds) > 1 or data_file is None else data_file.parent
-            stages.append(JudgeStage(judge, image_root=image_root, parallel=parallel))
+            stages.append(
+                JudgeStage(
+                    judge, image_root=image_root, parallel=parallel, outputs=_eval_outputs(args)
+                )
+            )
         if getattr(args, "preflight", True):
             await check_endpoints(runtime, _endpoints(args, kinds, stages))
         options = BatchOptions(

@@ -280,7 +280,9 @@ class RenderStage:
         record = {
             **row.data,
             "id": row.id,
-            "image_path": f"images/{dest.name}",
+            # Absolute, as the original wrote both; the judge still finds the
+            # image when the folder moves (see JudgeStage._generated).
+            "image_path": str(dest),
             "output_path": str(dest),
             "success": True,
             "image_status": "ok",
@@ -292,8 +294,8 @@ class RenderStage:
         record = {
             **row.data,
             "id": row.id,
-            "image_path": None,
-            "output_path": None,
+            "image_path": "",
+            "output_path": "",
             "success": False,
             "image_status": f"error: {error}",
         }
@@ -422,9 +424,16 @@ class JudgeStage:
             value = data.get(key)
             if isinstance(value, str) and value:
                 path = Path(value)
-                path = path if path.is_absolute() else self.image_root / path
-                if await anyio.Path(path).is_file():
-                    return path
+                # An absolute path into a folder since moved or merged: the
+                # image under the results' own images/ folder stands in.
+                tries = (
+                    (path, self.image_root / "images" / path.name)
+                    if path.is_absolute()
+                    else (self.image_root / path,)
+                )
+                for candidate in tries:
+                    if await anyio.Path(candidate).is_file():
+                        return candidate
         named = data.get("image_path") or data.get("output_path")
         if not named:
             return "the row has no image_path (render it first)"

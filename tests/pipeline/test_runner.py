@@ -40,7 +40,7 @@ from ._sims import Sims, bench_rows, checkpoint_lines, load_json, start_sims, wr
 from .test_stages import FakeRenderer
 
 QUIET = BatchOptions(quiet=True)
-VOLATILE = {"timings", "output_path"}
+VOLATILE = {"timings", "output_path", "image_path"}
 
 
 async def _no_sleep(_: float) -> None:

@@ -133,7 +133,11 @@ async def test_render_stage_uses_the_program_or_falls_back(tmp_path: Path) -> No
     assert renderer.calls[-1] == ("the first reference image, at dusk", [str(ref)], 5)
     record = outcome.record
     assert outcome.ok and record["success"] is True and record["image_status"] == "ok"
-    assert record["image_path"] == "images/7.png" and _is_file(record["output_path"])
+    # Absolute, as the original's: both name the same file.
+    assert (
+        record["image_path"] == record["output_path"] == str(tmp_path / "out" / "images" / "7.png")
+    )
+    assert _is_file(record["output_path"])
     assert record["gen_prompt"] == program["gen_prompt"]  # the rollout's fields stay
     with Image.open(record["output_path"]) as image:
         assert image.size == (32, 16)
@@ -149,7 +153,7 @@ async def test_render_failures_become_records(tmp_path: Path) -> None:
     assert (
         not outcome.ok
         and outcome.record["success"] is False
-        and outcome.record["image_path"] is None
+        and outcome.record["image_path"] == outcome.record["output_path"] == ""
     )
     assert outcome.record["image_status"].startswith(
         "error: invalid_request: renderer 'fake' needs"
@@ -200,6 +204,13 @@ async def test_judge_stage_scores_or_explains(sims: Sims, tmp_path: Path) -> Non
     async with Runtime() as runtime:
         stage = JudgeStage(sims.judge_client(runtime, model="judge-m"), image_root=tmp_path)
         ok = await stage.process(_row(data=rendered, gt=gt))
+        # An absolute path into a folder since moved: the results' own images/ stand in.
+        moved = await stage.process(
+            _row(
+                data={**rendered, "image_path": str(tmp_path / "gone" / "images" / "7.png")}, gt=gt
+            )
+        )
+        assert moved.ok, moved.record
         no_image = await stage.process(
             _row(data={**rendered, "image_path": "images/none.png"}, gt=gt)
         )
@@ -226,4 +237,4 @@ async def test_judge_stage_scores_or_explains(sims: Sims, tmp_path: Path) -> Non
     ):
         assert not outcome.ok and outcome.record["eval_success"] is False
         assert outcome.record["scores"] is None and words in outcome.record["error"]
-    assert len(sims.judge.requests) == 1  # rows without both images are never sent
+    assert len(sims.judge.requests) == 2  # rows without both images are never sent
