@@ -13,6 +13,8 @@ import itertools
 import os
 import shlex
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -368,3 +370,33 @@ def test_the_original_readme_chain_with_the_originals_evaluate_flags(
     assert (out / "s.csv").read_text().splitlines()[1].startswith("all,6,10,4,")
     rendered = load_json(render / "results.json")
     assert all(Path(row["image_path"]).is_absolute() for row in rendered)
+
+
+def test_a_policy_401_keeps_what_finished_and_fails_clearly(
+    sims: tuple[Sims, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = sims[0]
+    data = write_bench(tmp_path / "bench", bench_rows(40))
+    out = tmp_path / "run"
+    checkpoint = out / "rollouts.jsonl"
+
+    def refuse_after_three() -> None:
+        # The key is revoked mid-run: every later chat request gets a 401.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            # A header line, then one line per finished rollout.
+            if checkpoint.exists() and checkpoint.read_bytes().count(b"\n") >= 4:
+                started.policy.fail_next(10_000, 401)
+                return
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=refuse_after_three)
+    watcher.start()
+    argv = f"run --input {data} --output-dir {out} --base-url {started.policy_url} --parallel 1"
+    status = main(shlex.split(argv))
+    watcher.join()
+    err = capsys.readouterr().err
+    assert status == 1 and "authentication" in err.lower()
+    done = load_json(out / "results.json")
+    assert len(done) >= 3 and all(row["termination"] == "answer" for row in done)
+    assert [row["id"] for row in done] == [str(i) for i in range(len(done))]
