@@ -61,7 +61,11 @@ class AgentConfig:
     system_prompt: str | None = None
     """System prompt text replacing ours (``$tools`` etc. are filled if present)."""
     system_prompt_file: str | os.PathLike[str] | None = None
-    """A file to read the system prompt from (e.g. the original's)."""
+    """A file to read the system prompt from (e.g. the original's), used verbatim."""
+    prompts_dir: str | os.PathLike[str] | None = None
+    """A folder whose ``system.md``, ``final_step.md``, ``format_error.md`` and
+    ``truncated.md`` (any of them) replace our texts, verbatim: with the
+    original's texts the policy requests are byte for byte the original's."""
     skills_dir: str | os.PathLike[str] | None = None
     """A folder of ``<skill>.md`` files replacing ours."""
     request_timeout: float = 600.0
@@ -101,6 +105,8 @@ class AgentConfig:
             raise ConfigurationError(
                 f"AgentConfig.system_prompt_file not found: {self.system_prompt_file}"
             )
+        if self.prompts_dir is not None and not Path(self.prompts_dir).is_dir():
+            raise ConfigurationError(f"AgentConfig.prompts_dir is not a folder: {self.prompts_dir}")
 
     @property
     def base_urls(self) -> list[str]:

@@ -292,7 +292,9 @@ class Rollout:
 
     @staticmethod
     def _assistant_message(reply: ChatReply) -> Message:
-        message: Message = {"role": "assistant", "content": reply.content or ""}
+        # Stripped, as the original kept it: the history the released policy
+        # was trained on, and the same request bytes round after round.
+        message: Message = {"role": "assistant", "content": (reply.content or "").strip()}
         if reply.tool_calls:
             message["tool_calls"] = reply.tool_calls
         return message

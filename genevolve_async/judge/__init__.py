@@ -11,9 +11,14 @@ from __future__ import annotations
 
 from ._client import DEFAULT_JUDGE_MODEL, JUDGE_SERVICE, JudgeClient, JudgeVerdict
 from ._images import MAX_JUDGE_IMAGE_SIDE, JudgeImageError, encode_judge_image
-from ._messages import IMAGE_ORDER_NOTE, build_judge_messages
+from ._messages import (
+    DEFAULT_JUDGE_USER_TEMPLATE,
+    IMAGE_ORDER_NOTE,
+    build_judge_messages,
+    fill_judge_user_template,
+)
 from ._parse import SCORE_FIELDS, JudgeParseError, JudgeScores, parse_judge_reply
-from ._rubric import DEFAULT_RUBRIC, load_rubric
+from ._rubric import DEFAULT_RUBRIC, load_judge_text, load_rubric
 from ._scoring import (
     DEFAULT_SPLIT_FIELDS,
     OVERALL_SPLIT,
@@ -40,6 +45,7 @@ from ._summary import (
 
 __all__ = [
     "DEFAULT_JUDGE_MODEL",
+    "DEFAULT_JUDGE_USER_TEMPLATE",
     "DEFAULT_RUBRIC",
     "DEFAULT_SPLIT_FIELDS",
     "IMAGE_ORDER_NOTE",
@@ -61,8 +67,10 @@ __all__ = [
     "aggregate",
     "build_judge_messages",
     "encode_judge_image",
+    "fill_judge_user_template",
     "format_summary_table",
     "judged_scores",
+    "load_judge_text",
     "load_rubric",
     "mean_scores",
     "normalize_scores",

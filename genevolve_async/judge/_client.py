@@ -31,7 +31,7 @@ from .._limits import ProviderLimiter, ProviderLimits
 from .._retry import RetryPolicy
 from .._runtime import Runtime
 from ._images import encode_judge_image
-from ._messages import build_judge_messages
+from ._messages import DEFAULT_JUDGE_USER_TEMPLATE, build_judge_messages
 from ._parse import JudgeParseError, JudgeScores, parse_judge_reply
 from ._rubric import DEFAULT_RUBRIC
 from ._scoring import SampleScores, normalize_scores
@@ -81,6 +81,8 @@ class JudgeClient:
         timeout: Seconds for one request.
         max_tries: Tries per sample, the first included.
         rubric: The system message (default: our rubric, ``DEFAULT_RUBRIC``).
+        user_template: The user message's text, ``{sample_id}`` and
+            ``{request}`` filled (default: ``DEFAULT_JUDGE_USER_TEMPLATE``).
 
     Raises:
         ConfigurationError: A bad URL or limit.
@@ -104,6 +106,7 @@ class JudgeClient:
         timeout: float = 300.0,
         max_tries: int = 20,
         rubric: str | None = None,
+        user_template: str | None = None,
     ) -> None:
         url = (base_url or "").strip().rstrip("/")
         if not url.startswith(("http://", "https://")):
@@ -118,6 +121,9 @@ class JudgeClient:
         self.base_url = url
         self.model = model
         self.rubric = rubric if rubric is not None else DEFAULT_RUBRIC
+        self.user_template = (
+            user_template if user_template is not None else DEFAULT_JUDGE_USER_TEMPLATE
+        )
         self.timeout = timeout
         self.limits = ProviderLimits(
             rate=rpm / 60.0 if rpm is not None else None, max_in_flight=max_in_flight
@@ -201,6 +207,7 @@ class JudgeClient:
             request=request,
             generated_uri=generated,
             ground_truth_uri=ground_truth,
+            user_template=self.user_template,
         )
         limiter = await self.limiter()
         attempts = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["DEFAULT_RUBRIC", "load_rubric"]
+__all__ = ["DEFAULT_RUBRIC", "load_judge_text", "load_rubric"]
 
 DEFAULT_RUBRIC = """\
 You are a strict, impartial evaluator of text-to-image generation.
@@ -82,17 +82,29 @@ def load_rubric(path: str | os.PathLike[str] | None) -> str:
         ValueError: The file does not exist, cannot be read, or holds only
             whitespace. The message names the path.
     """
-    if path is None:
-        return DEFAULT_RUBRIC
-    rubric_path = Path(path)
+    return DEFAULT_RUBRIC if path is None else load_judge_text(path, "rubric")
+
+
+def load_judge_text(path: str | os.PathLike[str], what: str) -> str:
+    """Return a judge text (rubric, user template) read from a file, verbatim.
+
+    Args:
+        path: A UTF-8 text file.
+        what: What the file holds, for the error messages.
+
+    Raises:
+        ValueError: The file does not exist, cannot be read, or holds only
+            whitespace. The message names the path.
+    """
+    text_path = Path(path)
     try:
-        text = rubric_path.read_text(encoding="utf-8")
+        text = text_path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ValueError(f"rubric file not found: {rubric_path}") from None
+        raise ValueError(f"{what} file not found: {text_path}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read rubric file {rubric_path}: {exc}") from exc
-    # An empty system message would let the judge improvise its own scale,
-    # which silently breaks comparability with the paper's numbers.
+        raise ValueError(f"cannot read {what} file {text_path}: {exc}") from exc
+    # An empty text would let the judge improvise its own scale, which
+    # silently breaks comparability with the paper's numbers.
     if not text.strip():
-        raise ValueError(f"rubric file is empty: {rubric_path}")
+        raise ValueError(f"{what} file is empty: {text_path}")
     return text

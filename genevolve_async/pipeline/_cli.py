@@ -125,6 +125,12 @@ def _policy_options(p: argparse.ArgumentParser) -> None:
         "--system-prompt-file", type=Path, help="use this system prompt (e.g. the original's)"
     )
     g.add_argument("--skills-dir", type=Path, help="use these eight skill files")
+    g.add_argument(
+        "--prompts-dir",
+        type=Path,
+        help="use the system.md, final_step.md, format_error.md, truncated.md found here, "
+        "verbatim (e.g. the original's texts)",
+    )
     g.add_argument("--tool-mode", choices=("text", "native"), default="text")
     g.add_argument("--policy-route", choices=("lean", "openai"), default="lean")
     g.add_argument(
@@ -199,6 +205,12 @@ def _judge_options(p: argparse.ArgumentParser, *, pipeline: bool) -> None:
     g.add_argument("--judge-timeout", type=float, default=300.0, help="seconds per judge request")
     g.add_argument(
         "--rubric-file", type=Path, help="judge rubric (e.g. the original's) instead of ours"
+    )
+    g.add_argument(
+        "--judge-user-template",
+        type=Path,
+        help="file with the judge's user text, {sample_id} and {request} filled, verbatim "
+        "otherwise (with --rubric-file: the original's request byte for byte)",
     )
     if pipeline:
         g.add_argument("--judge-parallel", type=int, default=DEFAULT_PARALLEL["evaluate"])

@@ -30,7 +30,7 @@ from .._limits import ProviderLimits
 from .._progress import ProgressDisplay, StageProgress
 from .._runtime import Runtime
 from ..agent import AgentConfig, GenEvolveAgent
-from ..judge import JudgeClient, load_rubric
+from ..judge import JudgeClient, load_judge_text, load_rubric
 from ..renderers import make_renderer
 from ..tools import ImageSearch, QueryKnowledge, SerperBackend, Tool, WebSearch
 from ._export import ExportOptions, export_trajectories
@@ -166,6 +166,7 @@ def _agent(args: argparse.Namespace, runtime: Runtime) -> GenEvolveAgent:
         "seed": args.seed,
         "system_prompt_file": args.system_prompt_file,
         "skills_dir": args.skills_dir,
+        "prompts_dir": args.prompts_dir,
     }
     if args.base_url:
         options["base_url"] = list(args.base_url)
@@ -177,6 +178,11 @@ def _agent(args: argparse.Namespace, runtime: Runtime) -> GenEvolveAgent:
 async def _judge(args: argparse.Namespace, runtime: Runtime) -> JudgeClient:
     url, key = judge_endpoint(args.judge_base_url, args.judge_api_key)
     rubric = await anyio.to_thread.run_sync(load_rubric, args.rubric_file)
+    template = (
+        await anyio.to_thread.run_sync(load_judge_text, args.judge_user_template, "judge template")
+        if args.judge_user_template is not None
+        else None
+    )
     return JudgeClient(
         runtime,
         base_url=url,
@@ -187,6 +193,7 @@ async def _judge(args: argparse.Namespace, runtime: Runtime) -> JudgeClient:
         timeout=args.judge_timeout,
         max_tries=args.max_tries,
         rubric=rubric,
+        user_template=template,
     )
 
 

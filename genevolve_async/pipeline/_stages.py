@@ -30,7 +30,7 @@ from .._errors import (
     classify_exception,
 )
 from ..agent import GenEvolveAgent
-from ..judge import JudgeImageError
+from ..judge import DEFAULT_JUDGE_USER_TEMPLATE, JudgeImageError
 from ..judge._client import JudgeClient
 from ..renderers import ReferenceRequiredError, Renderer, render_program
 from ..tools import load_skills
@@ -172,6 +172,8 @@ class RolloutStage:
             "seed": cfg.seed,
             "system_prompt_sha256": _sha(self.agent.prompts.system),
             "skills_sha256": self._skills_sha,
+            # Only with loaded texts, so checkpoints of earlier runs stay resumable.
+            **({"prompts_sha256": _prompts_sha(self.agent.prompts)} if cfg.prompts_dir else {}),
             # Only when sampling, so checkpoints of unsampled runs stay resumable.
             **({"samples_per_prompt": self.sampling.count} if self.sampling.count > 1 else {}),
         }
@@ -364,7 +366,11 @@ class JudgeStage:
 
     def settings(self) -> dict[str, Any]:
         """The judge model and a hash of the rubric (they shape the scores)."""
-        return {"judge_model": self.judge.model, "rubric_sha256": _sha(self.judge.rubric)}
+        settings = {"judge_model": self.judge.model, "rubric_sha256": _sha(self.judge.rubric)}
+        if self.judge.user_template != DEFAULT_JUDGE_USER_TEMPLATE:
+            # Only when changed, so checkpoints of earlier runs stay resumable.
+            settings["user_template_sha256"] = _sha(self.judge.user_template)
+        return settings
 
     async def process(self, row: InputRow) -> Outcome:
         """Judge one row; rows without both images fail without a request."""
@@ -438,6 +444,10 @@ class JudgeStage:
         if not named:
             return "the row has no image_path (render it first)"
         return f"generated image not found: {named}"
+
+
+def _prompts_sha(prompts: Any) -> str:
+    return _sha("\0".join((prompts.final_step, prompts.format_error, prompts.truncated)))
 
 
 def _eval_base(row: InputRow) -> dict[str, Any]:
