@@ -54,8 +54,10 @@ StageKind = Literal["run", "render", "evaluate"]
 _FINAL_TERMINATIONS = frozenset({"answer", "max_rounds_reached", "no_answer"})
 # Rollout error kinds that every later rollout would hit as well.
 _FATAL_KINDS = frozenset({"authentication", "configuration"})
-# Fields of a rollout record the evaluation rows leave out (large, or renamed).
-_EVAL_DROPPED = frozenset({"messages", "error", "registered_images"})
+# Fields of a rollout record the evaluation rows leave out: the judge's
+# `error` replaces the rollout's, and `registered_images` is ours alone. The
+# rest stays, `messages` included, as in the original's results_eval.json.
+_EVAL_DROPPED = frozenset({"error", "registered_images"})
 
 
 class BatchAborted(GenEvolveError):
@@ -398,7 +400,8 @@ class JudgeStage:
         record = _eval_base(row)
         record.update(
             eval_success=True,
-            scores=dict(verdict.scores),
+            # The original keeps the rationale inside `scores`; so do we (and beside).
+            scores={"rationale": verdict.rationale, **verdict.scores},
             rationale=verdict.rationale,
             error=None,
             error_kind=None,

@@ -225,9 +225,15 @@ async def test_judge_stage_scores_or_explains(sims: Sims, tmp_path: Path) -> Non
         bad_gt = await stage.process(_row(data=rendered, gt=bad_gt_file))
     record = ok.record
     assert ok.ok and record["eval_success"] is True and record["error"] is None
-    assert record["scores"] == dict(normalize_scores(JudgeScores(**SimJudge.verdict("7"))))
-    assert record["rationale"] == SimJudge.verdict("7")["rationale"]
-    assert "messages" not in record and record["eval_type"] == "Knowledge-Anchored"
+    rationale = SimJudge.verdict("7")["rationale"]
+    # The original's `scores`: the rationale, then the normalised figures.
+    assert record["scores"] == {
+        "rationale": rationale,
+        **normalize_scores(JudgeScores(**SimJudge.verdict("7"))),
+    }
+    assert record["rationale"] == rationale
+    # The rendered row's fields stay, as in the original's results_eval.json.
+    assert record["messages"] == ["long"] and record["eval_type"] == "Knowledge-Anchored"
     assert next(iter(record)) == "id" and record["judge_model"] == "judge-m"
     for outcome, words in (
         (no_image, "generated image not found: images/none.png"),
