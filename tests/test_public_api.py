@@ -16,6 +16,7 @@ PUBLIC = [
     "genevolve_async.pipeline",
     "genevolve_async.protocol",
     "genevolve_async.renderers",
+    "genevolve_async.report",
     "genevolve_async.sim",
     "genevolve_async.tools",
 ]

@@ -2,8 +2,8 @@
 
 Commands: ``run`` (rollouts), ``render``, ``evaluate`` (the judge),
 ``pipeline`` (all three, streaming), ``merge`` (join shard checkpoints),
-``export`` (trajectories as a training dataset) and ``finalize`` (rewrite
-results files from checkpoints). Option groups are
+``export`` (trajectories as a training dataset), ``finalize`` (rewrite
+results files from checkpoints) and ``report`` (one HTML file to look at a run). Option groups are
 shared, so the original's scripts (``scripts/run_agent.py`` and friends)
 are thin wrappers passing their flags through.
 """
@@ -246,6 +246,30 @@ def _export_parser(sub: Any) -> None:
     p.add_argument("--log-level", default="WARNING")
 
 
+def _report_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "report",
+        help="a run folder (or two, compared) as one self-contained HTML file",
+        allow_abbrev=False,
+    )
+    p.add_argument("run_dir", type=Path, help="a folder run, render, evaluate or pipeline wrote")
+    p.add_argument("run_b", type=Path, nargs="?", help="a second run over the same rows, compared")
+    p.add_argument("--output", type=Path, help="the HTML file (default: RUN_DIR/report.html)")
+    p.add_argument(
+        "--gt-root", type=Path, help="folder that relative gt_image paths resolve against"
+    )
+    p.add_argument(
+        "--images",
+        choices=("embed", "files"),
+        default="embed",
+        help="thumbnails inside the page, or as files in OUTPUT_files/ beside it "
+        "(default: %(default)s)",
+    )
+    p.add_argument("--workers", type=int, help="threads making thumbnails")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--log-level", default="WARNING")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``genevolve-async`` argument parser."""
     # No abbreviations: a flag works only under its full name, never by accident.
@@ -288,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--log-level", default="WARNING")
     _export_parser(sub)
+    _report_parser(sub)
     p = add("finalize", help="rewrite results files from an output folder's checkpoints")
     p.add_argument("output_dir", type=Path)
     p.add_argument("--quiet", action="store_true")

@@ -13,6 +13,7 @@ succeeded; 130 interrupted (rerun the same command to resume).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -72,10 +73,34 @@ async def run_command(args: argparse.Namespace) -> int:
             return await _finalize(args)
         if args.command == "export":
             return await _export(args)
+        if args.command == "report":
+            return await _report(args)
         return await _batch(args)
     except (GenEvolveError, ValueError) as exc:
         print(f"genevolve-async: error: {exc}", file=sys.stderr)
         return 1
+
+
+async def _report(args: argparse.Namespace) -> int:
+    from ..report import build_report  # the report is not needed by the batch commands
+
+    info = await anyio.to_thread.run_sync(
+        functools.partial(
+            build_report,
+            args.run_dir,
+            args.output,
+            compare=args.run_b,
+            gt_root=args.gt_root,
+            images=args.images,
+            workers=args.workers,
+        )
+    )
+    if not args.quiet:
+        print(
+            f"wrote {info.path}: {info.items} items, {info.thumbnails} thumbnails, "
+            f"{info.html_bytes / 1e6:.1f} MB page, {info.seconds:.1f} s"
+        )
+    return 0
 
 
 def judge_endpoint(
