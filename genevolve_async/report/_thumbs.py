@@ -25,6 +25,8 @@ from typing import Literal
 
 from PIL import Image, ImageOps
 
+from ..judge._images import _to_rgb as to_rgb
+
 __all__ = ["BROKEN_IMAGE", "ImageMode", "Thumbnails"]
 
 ImageMode = Literal["embed", "files"]
@@ -54,13 +56,8 @@ def make_thumbnail(path: str, side: int) -> bytes | None:
     try:
         with Image.open(path) as opened:
             opened.draft("RGB", (side, side))  # JPEG sources decode at a fraction of their size
-            image = ImageOps.exif_transpose(opened)
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                rgba = image.convert("RGBA")
-                image = Image.new("RGB", rgba.size, (255, 255, 255))
-                image.paste(rgba, mask=rgba.getchannel("A"))
-            elif image.mode != "RGB":
-                image = image.convert("RGB")
+            # As the judge sees it: EXIF orientation applied, transparency on white.
+            image = to_rgb(ImageOps.exif_transpose(opened))
             image.thumbnail((side, side), Image.Resampling.LANCZOS)
             buffer = io.BytesIO()
             image.save(buffer, format="JPEG", quality=_QUALITY, optimize=True)
