@@ -118,7 +118,17 @@ SCRIPT = """
     sorted.forEach(function(c){ frag.appendChild(c); });
     list.appendChild(frag);
   }
-  window.genevolveReport = {apply: apply, sort: sort, total: cards.length, visible: cards.length};
+  function expand(details){
+    var t = details.querySelector(':scope > template');
+    if (t) { details.appendChild(t.content.cloneNode(true)); t.remove(); }
+  }
+  // toggle does not bubble; catch it on its way down the tree.
+  document.addEventListener('toggle', function(e){
+    var d = e.target;
+    if (d.classList && d.classList.contains('traj') && d.open) expand(d);
+  }, true);
+  window.genevolveReport = {apply: apply, sort: sort, expand: expand, total: cards.length,
+                            visible: cards.length};
   document.querySelectorAll('.filters select, .filters input').forEach(function(el){
     el.addEventListener(el.tagName === 'INPUT' ? 'input' : 'change', function(){
       if (el.id === 'f-sort') sort(); else apply();

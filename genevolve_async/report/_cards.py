@@ -201,7 +201,10 @@ def _trajectory(item: Mapping[str, Any], ctx: CardContext) -> str:
     body = "".join(_step(step, images, ctx) for step in steps)
     return (
         f'<details class="traj"><summary>Trajectory · {len(steps)} steps'
-        f'{" · " + used if used else ""}</summary><ol class="steps">{body}</ol></details>'
+        # In a <template>: parsed, but no live DOM until the reader opens it. Two
+        # thirds of a large page are trajectories, so this keeps it quick to load.
+        f'{" · " + used if used else ""}</summary><template><ol class="steps">{body}</ol>'
+        "</template></details>"
     )
 
 

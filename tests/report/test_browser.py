@@ -85,6 +85,11 @@ async def test_the_page_loads_filters_and_runs_no_injected_script(
             "(() => { document.querySelector('details.traj').open = true;"
             " document.querySelectorAll('article.card')[0].scrollIntoView(); return 1; })()"
         )
+        # Opening a trajectory brings its steps in from their template.
+        await page.wait_for(
+            "document.querySelectorAll('article.card')[0].querySelectorAll('li.step').length > 0",
+            timeout=10,
+        )
         await anyio.sleep(0.3)
         await page.evaluate("window.scrollTo(0, 0)")
         await anyio.sleep(0.3)
