@@ -6,13 +6,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._cards import RENDER_SIDE, CardContext, rendered_path, split_label
+from ._cards import CardContext, rendered_path, split_label
 from ._markup import esc
 from ._stats import METRICS, RunStats, Split, item_overall
 from ._svg import bar_chart, histogram
 
 __all__ = ["compare_section", "filters_bar", "groups_section", "summary_section"]
 
+_GROUP_SIDE = 112
 _FIELD_TITLES = {
     "eval_type": "By eval_type",
     "category": "By category",
@@ -136,7 +137,8 @@ def groups_section(
             ctx.best.add(best)
         cells = []
         for sample, (score, sid) in zip(samples, scored, strict=True):
-            src = ctx.thumbs.src(rendered_path(sample, ctx.folder), RENDER_SIDE)
+            # Its own small size: the card's larger thumbnail would be embedded twice.
+            src = ctx.thumbs.src(rendered_path(sample, ctx.folder), _GROUP_SIDE)
             img = (
                 f'<img loading="lazy" decoding="async" src="{src}" alt="{esc(sid)}">'
                 if src
