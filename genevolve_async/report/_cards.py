@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..judge._scoring import _split_value
 from ..pipeline._trajectory import registered_images, sft_messages
 from ._markup import esc, link, shorten
 from ._stats import METRICS, item_overall
@@ -46,16 +47,8 @@ class CardContext:
 
 
 def split_label(item: Mapping[str, Any], name: str) -> str:
-    """The item's value for a filter field (``meta.*`` as fallback, else ``unknown``)."""
-    for source in (item, item.get("meta") if isinstance(item.get("meta"), Mapping) else {}):
-        value = source.get(name) if isinstance(source, Mapping) else None
-        if name == "eval_type" and value is None and isinstance(source, Mapping):
-            value = source.get("tier")
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
-    return "unknown"
+    """The item's value for a filter field, read as the judge's splits read it, else ``unknown``."""
+    return _split_value(item, name) or "unknown"
 
 
 def rendered_path(item: Mapping[str, Any], folder: Path | None) -> str | None:

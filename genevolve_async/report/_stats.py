@@ -18,6 +18,7 @@ from typing import Any, cast
 from ..bench import percentile
 from ..judge import aggregate, summary_dict
 from ..pipeline import StageKind, StageSummary
+from ..pipeline._groups import _overall as item_overall  # one reading of a row's score
 from ._load import RunData
 
 __all__ = ["METRICS", "RunStats", "Split", "item_overall", "read_splits", "run_stats"]
@@ -79,15 +80,6 @@ def read_splits(payload: Mapping[str, Any]) -> list[Split]:
             if key.startswith(prefix) and isinstance(figures, Mapping)
         ]
     return splits
-
-
-def item_overall(item: Mapping[str, Any]) -> float | None:
-    """An item's judged overall score, or ``None`` when it was not judged."""
-    scores = item.get("scores")
-    if item.get("eval_success") is not True or not isinstance(scores, Mapping):
-        return None
-    value = scores.get("overall")
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 @dataclass(kw_only=True, slots=True)
