@@ -200,7 +200,10 @@ def synthesize(folder: Path, prompts: int, samples: int, seed: int = 0) -> None:
             judged.append(evaluated)
     write_json_rows(folder / "results.json", rendered)
     write_json_rows(folder / "results_eval.json", judged)
-    write_text(folder / "summary.json", json.dumps(summary_dict(aggregate(judged)), indent=2))
+    write_text(
+        folder / "summary.json",
+        json.dumps(summary_dict(judged, aggregate(judged), eval_json=""), indent=2),
+    )
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..judge._scoring import _split_value
+from ..judge._scoring import split_value
 from ..pipeline._trajectory import registered_images, sft_messages
 from ._markup import esc, link, shorten
 from ._stats import METRICS, item_overall
@@ -48,7 +48,7 @@ class CardContext:
 
 def split_label(item: Mapping[str, Any], name: str) -> str:
     """The item's value for a filter field, read as the judge's splits read it, else ``unknown``."""
-    return _split_value(item, name) or "unknown"
+    return split_value(item, name)
 
 
 def rendered_path(item: Mapping[str, Any], folder: Path | None) -> str | None:

@@ -118,7 +118,8 @@ def run_stats(run: RunData) -> RunStats:
     if run.summary is not None:
         stats.splits, stats.splits_source = read_splits(run.summary), "summary.json"
     elif "evaluate" in run.stages:
-        stats.splits = read_splits(summary_dict(aggregate(run.items)))
+        splits = aggregate(run.items)
+        stats.splits = read_splits(summary_dict(run.items, splits, eval_json=""))
         stats.splits_source = "computed from the judged rows (no summary.json)"
     timings: dict[str, list[float]] = {}
     for stage in run.stages:
