@@ -45,5 +45,7 @@ async def test_many_rollouts_do_not_stall_the_loop(make_agent: Any) -> None:
                 tg.start_soon(one, i)
         outer.cancel_scope.cancel()
     assert [r.termination for r in results] == ["answer"] * 100
-    # Generous: a blocking call (a sync file read, a PIL decode) would show up here.
-    assert probe.worst < 0.5, f"event loop stalled for {probe.worst:.3f}s"
+    # A blocking call (a sync file read, a PIL decode) is CPU the loop's thread
+    # spends between wake-ups, however busy the machine is; generous bounds.
+    assert probe.worst_cpu < 0.5, f"the loop's thread ran {probe.worst_cpu:.3f}s without a break"
+    assert probe.worst < 5.0, f"event loop stalled for {probe.worst:.3f}s"  # a hang detector

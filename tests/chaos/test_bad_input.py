@@ -410,8 +410,10 @@ async def test_a_reply_of_unclosed_braces_does_not_stall_the_loop(tmp_path: Path
     for result in results:
         assert result.termination == "answer", result.error
         assert "not valid JSON" in _observations(result.to_dict())
-    # Generous bounds: the fixed parser needs milliseconds; the old one, minutes.
-    assert elapsed < 20 and probe.worst < 2.0, (elapsed, probe.worst)
+    # Generous bounds: the fixed parser needs milliseconds; the old one, minutes of
+    # CPU on the loop's thread (which a busy machine does not inflate).
+    assert probe.worst_cpu < 2.0, (probe.worst_cpu, probe.worst)
+    assert elapsed < 60, elapsed  # a hang detector: quadratic anywhere takes minutes
 
 
 async def test_services_that_echo_the_key_do_not_leak_it(
