@@ -138,9 +138,10 @@ async def test_500_rollouts_stay_within_the_serper_limit(tmp_path: Path) -> None
     assert answered == 500
     grants = limiter.grant_times
     assert grants is not None and len(grants) == 1500  # 2 queries + 1 image search each
-    assert max_in_window(grants) <= rate
-    # The server's view, with loopback arrival jitter: within a request or two.
-    assert max_in_window(serper.request_times()) <= rate + 2
+    assert max_in_window(grants) <= rate  # on the limiter's own clock: load cannot bunch it
+    # Every request the server saw went through a grant. (Its arrival times carry
+    # loopback jitter, which grows with the machine's load: printed, not asserted.)
+    assert len(serper.request_times()) == len(grants)
     assert elapsed >= (1500 - rate) / rate  # the limit held (a lower bound, cannot flake)
     assert cache.stats.downloads == 1000 and not cache.stats.dropped
     print(
