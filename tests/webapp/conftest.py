@@ -9,6 +9,8 @@ tests can read the app's service and the sims' statistics directly.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -174,6 +176,22 @@ async def uvicorn_server(app: FastAPI) -> AsyncIterator[str]:
                 server.should_exit = True
     finally:
         sock.close()
+
+
+_JOB_ENDED = re.compile(r"job \S+ (?:program|image|stream) (done|cancelled) after ")
+
+
+@pytest.fixture
+def job_outcomes(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
+    """How each job of the test ended so far (``done`` or ``cancelled``), read from
+    the service's own log line: what a cancellation did, without timing it."""
+    caplog.set_level(logging.INFO, logger="examples.webapp")
+
+    def outcomes() -> list[str]:
+        found = (_JOB_ENDED.match(r.getMessage()) for r in caplog.records)
+        return [m.group(1) for m in found if m]
+
+    return outcomes
 
 
 async def wait_until(predicate: Callable[[], bool], *, timeout: float) -> None:

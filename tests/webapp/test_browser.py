@@ -77,7 +77,10 @@ async def test_page_streams_events_and_shows_the_image(
 
 
 async def test_stop_button_cancels_the_rollout(
-    make_app: Callable[..., FastAPI], sims: Sims, tmp_path: Path
+    make_app: Callable[..., FastAPI],
+    sims: Sims,
+    tmp_path: Path,
+    job_outcomes: Callable[[], list[str]],
 ) -> None:
     assert CHROMIUM is not None
     sims.serper.latency = Latency(mean=1.0)
@@ -97,11 +100,12 @@ async def test_stop_button_cancels_the_rollout(
         )
         await page.click("#stop")
         await page.wait_for("window.genevolve.state === 'stopped'", timeout=5)
-        await wait_until(lambda: not service.active, timeout=1.0)
+        await wait_until(lambda: not service.active, timeout=10)  # a hang detector
         await anyio.sleep(1.2)  # past when the tool would have finished
         assert lingering_tasks() == []
         status = await page.evaluate("document.getElementById('status').textContent")
     assert status == "Stopped; the server cancelled the rollout."
+    assert job_outcomes() == ["cancelled"]  # mid tool call, not left to finish it
     assert sims.policy.prompts[prompt] == 1
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
-import re
 from collections.abc import Callable
 
 import anyio
@@ -48,14 +46,6 @@ async def read_stream(
         assert source.response.headers["cache-control"] == "no-store"
         return [event async for event in source]
 
-
-def job_outcomes(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """How each job ended (``done`` or ``cancelled``), from the service's own log line."""
-    found = (_JOB_ENDED.match(r.getMessage()) for r in caplog.records)
-    return [m.group(1) for m in found if m]
-
-
-_JOB_ENDED = re.compile(r"job \S+ (?:program|image|stream) (done|cancelled) after ")
 
 SETTLE_WITHIN = 10.0
 """A hang detector, not a speed check: what follows each wait asserts what it stands for."""
@@ -130,12 +120,11 @@ async def test_keepalive_pings_fill_quiet_stretches(make_app: MakeApp, sims: Sim
 
 
 async def test_disconnect_mid_stream_stops_the_rollout(
-    make_app: MakeApp, sims: Sims, caplog: pytest.LogCaptureFixture
+    make_app: MakeApp, sims: Sims, job_outcomes: Callable[[], list[str]]
 ) -> None:
     sims.serper.latency = Latency(mean=1.0)  # the first tool call takes a second
     prompt = "a heron that will be abandoned [sim:rounds=6]"
     app = make_app()
-    caplog.set_level(logging.INFO, logger="examples.webapp")
     async with uvicorn_server(app) as url, httpx2.AsyncClient(base_url=url) as client:
         service = service_of(app)
         seen: list[str] = []
@@ -151,7 +140,7 @@ async def test_disconnect_mid_stream_stops_the_rollout(
         health = (await client.get("/healthz")).json()
     assert seen == ["round_started", "model_replied", "tool_call_started"]
     assert sims.policy.prompts[prompt] == 1  # no further round for this rollout
-    assert job_outcomes(caplog) == ["cancelled"]  # mid tool call, not left to finish it
+    assert job_outcomes() == ["cancelled"]  # mid tool call, not left to finish it
     assert health["running"] == 0 and health["active_jobs"] == 0
 
 
@@ -173,12 +162,11 @@ async def test_disconnect_during_the_render_cancels_it(make_app: MakeApp, sims: 
 
 @pytest.mark.parametrize("path", ["/v1/programs", "/v1/images"])
 async def test_disconnect_cancels_json_requests_too(
-    make_app: MakeApp, sims: Sims, path: str, caplog: pytest.LogCaptureFixture
+    make_app: MakeApp, sims: Sims, path: str, job_outcomes: Callable[[], list[str]]
 ) -> None:
     sims.policy.latency = Latency(mean=0.3)
     prompt = f"an abandoned request to {path}"
     app = make_app()
-    caplog.set_level(logging.INFO, logger="examples.webapp")
     async with uvicorn_server(app) as url, httpx2.AsyncClient(base_url=url) as client:
         service = service_of(app)
         with pytest.raises(httpx2.ReadTimeout):
@@ -189,7 +177,7 @@ async def test_disconnect_cancels_json_requests_too(
         assert lingering_tasks() == []
     assert rounds_seen >= 1
     assert sims.policy.prompts[prompt] == rounds_seen  # no round after the client left
-    assert job_outcomes(caplog) == ["cancelled"]  # not run to its answer
+    assert job_outcomes() == ["cancelled"]  # not run to its answer
 
 
 async def test_a_client_that_gives_up_while_queued_leaves_the_line(
