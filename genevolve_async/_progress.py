@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -45,6 +45,8 @@ class StageProgress:
     started: float = field(default_factory=time.monotonic)
     durations: list[float] = field(default_factory=list)
     """Seconds each item of this session took."""
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+    """The clock ``started`` was read from (tests pass a fixed one)."""
 
     def finish(self, ok: bool, seconds: float) -> None:
         """Count one item that just ended."""
@@ -57,7 +59,7 @@ class StageProgress:
     @property
     def rate(self) -> float:
         """Items per second in this session."""
-        elapsed = time.monotonic() - self.started
+        elapsed = self.clock() - self.started
         return (self.done + self.failed) / elapsed if elapsed > 0 else 0.0
 
     @property
