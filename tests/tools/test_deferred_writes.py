@@ -7,6 +7,7 @@ cancelled or failed writer left behind is lost or waited for for ever.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,27 +24,42 @@ from genevolve_async.tools import _image_cache as image_cache_module
 from .test_agent_with_search import is_file, search_tools
 
 Host = tuple[SimImageHost, str]
-_WRITE_DELAY = 0.4
 
 
 def exists(path: str) -> bool:
     return Path(path).exists()
 
 
-def slow_disk(monkeypatch: pytest.MonkeyPatch, delay: float = _WRITE_DELAY) -> list[float]:
-    """Every deferred write hop sleeps ``delay`` first; returns when each hop ended."""
+def slow_disk(monkeypatch: pytest.MonkeyPatch, delay: float) -> None:
+    """Every deferred write hop sleeps ``delay`` first."""
     real = image_cache_module.place_images
-    ended: list[float] = []
 
     def slow(*args: Any, **kwargs: Any) -> Any:
         time.sleep(delay)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(image_cache_module, "place_images", slow)
+
+
+def gated_disk(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, list[str]]:
+    """Every deferred write hop waits for the returned gate; the list says which hops ended.
+
+    The wait gives up after 30 s, so a rollout that waits for the disk before
+    it may open the gate finishes late with a write ended, rather than hanging.
+    """
+    real = image_cache_module.place_images
+    gate = threading.Event()
+    ended: list[str] = []
+
+    def gated(*args: Any, **kwargs: Any) -> Any:
+        gate.wait(timeout=30)
         try:
             return real(*args, **kwargs)
         finally:
-            ended.append(time.monotonic())
+            ended.append("write")
 
-    monkeypatch.setattr(image_cache_module, "place_images", slow)
-    return ended
+    monkeypatch.setattr(image_cache_module, "place_images", gated)
+    return gate, ended
 
 
 def broken_disk(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,25 +83,26 @@ async def test_the_observation_does_not_wait_for_the_disk_but_the_answer_does(
     runtime: Runtime,
     cache_settings: ImageCacheSettings,
 ) -> None:
-    ended = slow_disk(monkeypatch)
+    gate, ended = gated_disk(monkeypatch)
     agent = GenEvolveAgent(
         runtime=runtime, base_url=sim_policy[1], tools=search_tools(serper[1], cache_settings)
     )
-    image_search_seconds: list[float] = []
+    writes_ended_at_observation: list[int] = []
     async with agent.stream("a lighthouse on a cliff at dawn") as events:
         async for event in events:
             if isinstance(event, ToolCallFinished) and event.name == "image_search":
-                image_search_seconds.append(event.seconds)
-                # The policy has its observation; the files are still being written.
+                # The policy has its observation; no write has been let through yet.
+                writes_ended_at_observation.append(len(ended))
                 paths = [
                     line.split("local_path: ", 1)[1]
                     for line in event.observation.splitlines()
                     if "local_path: " in line
                 ]
                 assert paths and not any(exists(p) for p in paths)
+                gate.set()  # now the disk may go on
             if event.kind == "finished":
                 result = event.result
-    assert image_search_seconds and image_search_seconds[0] < _WRITE_DELAY
+    assert writes_ended_at_observation == [0]
     assert result.termination == "answer", result.error
     assert ended, "the deferred write never ran"
     # Every image the policy saw is a file by the time the result exists.
