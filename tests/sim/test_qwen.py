@@ -108,7 +108,8 @@ async def test_non_json_body_gets_400(http: aiohttp.ClientSession) -> None:
 
 
 async def test_requests_beyond_the_gpu_slots_get_503_at_once(http: aiohttp.ClientSession) -> None:
-    sim = SimQwenService(gpus=2, latency=Latency(mean=0.3))
+    # Renders far longer than a loopback refusal takes, even on a busy machine.
+    sim = SimQwenService(gpus=2, latency=Latency(mean=1.0))
     statuses: list[int] = []
     async with SimServer(sim.app) as server:
 
@@ -118,7 +119,9 @@ async def test_requests_beyond_the_gpu_slots_get_503_at_once(http: aiohttp.Clien
         async with anyio.create_task_group() as tg:
             for _ in range(2):
                 tg.start_soon(one)
-            await anyio.sleep(0.1)  # both slots taken
+            with anyio.fail_after(10):
+                while sim.in_flight < 2:  # noqa: ASYNC110 - the sim exposes a count, no event
+                    await anyio.sleep(0.005)
             await one()
     # The refusal came back while both renders were still running: it did not queue.
     assert statuses == [503, 200, 200]
