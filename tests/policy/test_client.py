@@ -72,7 +72,9 @@ async def test_failing_replica_is_quarantined_and_rollouts_finish_elsewhere(
         async with anyio.create_task_group() as tg:
             for i in range(40):
                 tg.start_soon(one, i)
-            await anyio.sleep(0.03)  # some rollouts are now bound to the bad replica
+            with anyio.fail_after(10):  # until some rollouts are bound to the bad replica
+                while not bad.prompts:  # noqa: ASYNC110 - the sim exposes a count, no event
+                    await anyio.sleep(0.005)
             bad.down = True
         pool = agent._policy(runtime).pool
     assert [r.termination for r in results] == ["answer"] * 40
