@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import ipaddress
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,14 @@ from genevolve_async.tools._address import AddressPolicy, is_public_address
 from genevolve_async.tools._image_settings import default_image_dir
 
 Host = tuple[SimImageHost, str]
+
+
+async def cancel_once(began: Callable[[], bool], scope: anyio.CancelScope) -> None:
+    """Cancel ``scope`` as soon as ``began()`` holds: mid-download, whatever the load."""
+    with anyio.fail_after(10):  # a hang detector
+        while not began():  # noqa: ASYNC110 - the sim host exposes counts, no event
+            await anyio.sleep(0.005)
+    scope.cancel()
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -106,9 +115,13 @@ async def test_waiters_take_over_when_the_downloader_is_cancelled(
     async def waiter() -> None:
         result.append(await cache.fetch(image))
 
+    def waiter_joined_the_download() -> bool:
+        return host.downloads["f-slow-lynx.png"] == 1 and cache.stats.joins == 1
+
     async with anyio.create_task_group() as tg:
-        with anyio.move_on_after(0.2):  # the first caller gives up mid-body
+        with anyio.CancelScope() as first:  # the first caller gives up mid-body
             tg.start_soon(waiter)
+            tg.start_soon(cancel_once, waiter_joined_the_download, first)
             await cache.fetch(image)
     assert result and result[0] is not None and result[0].is_file()
     assert host.downloads["f-slow-lynx.png"] == 2
@@ -121,8 +134,10 @@ async def test_a_cancelled_download_leaves_no_partial_file(
     host, url = images
     cache = await ImageCache.for_runtime(runtime, cache_settings)
     partial = cache.folder / ".partial"
-    with anyio.move_on_after(0.3) as scope:
-        await cache.fetch(f"{url}/img/f-stall-wolf.png")
+    async with anyio.create_task_group() as tg:
+        with anyio.CancelScope() as scope:
+            tg.start_soon(cancel_once, lambda: host.downloads["f-stall-wolf.png"] == 1, scope)
+            await cache.fetch(f"{url}/img/f-stall-wolf.png")
     assert scope.cancelled_caught
     assert host.downloads["f-stall-wolf.png"] == 1
     assert files_under(cache.folder) == []
@@ -372,11 +387,13 @@ async def test_a_stalled_answer_does_not_hold_up_the_others(
 async def test_a_cancelled_fan_out_gives_back_its_admissions_and_connections(
     images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
 ) -> None:
-    _, url = images
+    host, url = images
     cache = await ImageCache.for_runtime(runtime, cache_settings)
     urls = [f"{url}/img/f-stall-{i}.png" for i in range(3)]
-    with anyio.move_on_after(0.2) as scope:
-        await cache.fetch_many(urls)
+    async with anyio.create_task_group() as tg:
+        with anyio.CancelScope() as scope:
+            tg.start_soon(cancel_once, lambda: sum(host.downloads.values()) == 3, scope)
+            await cache.fetch_many(urls)
     assert scope.cancelled_caught
     assert runtime.limiter(cache.provider).in_flight == 0
     assert runtime.wire.connections_in_use == 0
