@@ -79,7 +79,10 @@ class ProviderLimiter:
         )
         self._in_flight = 0
         self.grant_times: deque[float] | None = deque(maxlen=1_000_000) if record_grants else None
-        """Monotonic timestamps of grants, when recording is on."""
+        """Monotonic timestamps of grants, when recording is on. For a rate they are
+        the bucket's own reading of the event loop's clock when it granted, so that
+        a pause of this process (a busy machine, a garbage collection) between the
+        grant and its recording cannot make the record look bunched."""
 
     @property
     def in_flight(self) -> int:
@@ -105,7 +108,10 @@ class ProviderLimiter:
                 self._slots.release()
             raise
         now = time.monotonic()
-        self._admit(now, now - start)
+        # The bucket decided at the loop time of its last leak; record that, not
+        # the later moment this line ran (aiolimiter keeps it in _last_check).
+        granted = self._bucket._last_check if self._bucket is not None else now
+        self._admit(granted, now - start)
 
     def try_acquire(self) -> bool:
         """Take one admission if that needs no waiting; ``False`` otherwise.

