@@ -140,6 +140,7 @@ async def run_chaos(config: ChaosConfig | None = None) -> ChaosReport:
                     report.faults = sims.faults()
                 tg.cancel_scope.cancel()
             report.loop_lag_max_s = probe.worst
+            report.loop_cpu_max_s = probe.worst_cpu
             report.duration_s = time.monotonic() - started
             # Everything is closed now: the process must hold what it held before.
             after = await Census.settle(before)

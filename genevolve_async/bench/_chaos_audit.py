@@ -338,6 +338,8 @@ class ChaosReport:
     error_logs: list[str] = field(default_factory=list)
     """ERROR records of our code or of the event loop (escaped exceptions, unclosed clients)."""
     loop_lag_max_s: float = 0.0
+    loop_cpu_max_s: float = 0.0
+    """The loop thread's own CPU in its worst stretch (``LoopLagProbe.worst_cpu``)."""
     duration_s: float = 0.0
     faults: dict[str, int] = field(default_factory=dict)
     """Faults the simulated services served, as ``service:kind``."""
@@ -395,7 +397,10 @@ class ChaosReport:
             ("connections in use at end", str(self.connections_in_use)),
             ("secrets in outputs/logs", str(self.secret_leaks)),
             ("error log records", str(len(self.error_logs))),
-            ("worst loop lag", f"{1000 * self.loop_lag_max_s:.1f} ms"),
+            (
+                "worst loop lag",
+                f"{1000 * self.loop_lag_max_s:.1f} ms  (loop CPU {1000 * self.loop_cpu_max_s:.1f} ms)",
+            ),
             ("faults injected", _counts(self.faults)),
             ("retries", _counts(self.retries)),
             ("images dropped", _counts(self.image_drops)),

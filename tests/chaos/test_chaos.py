@@ -3,8 +3,10 @@
 Scaled to finish in well under two minutes on two cores (400 rollouts, 200
 in flight); ``GENEVOLVE_CHAOS_ROLLOUTS=2000 GENEVOLVE_CHAOS_IN_FLIGHT=500``
 runs the full size (as does ``python -m genevolve_async.bench --chaos``).
-Every invariant is exact except the loop lag, which only has a generous bound:
-it is a measurement of a shared machine, printed for people to read.
+Every invariant is exact except the loop lag, which only has generous bounds:
+the loop thread's CPU in its worst stretch (what blocking code on the loop
+costs, whatever else the machine runs), and the wall-clock lag as a hang
+detector (it is a measurement of a shared machine, printed for people to read).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import pytest
 
 from genevolve_async.bench import ChaosConfig, run_chaos
 
-# Generous on purpose: the figure is printed; the bound only catches a loop
+# Generous on purpose: the figures are printed; the bounds only catch a loop
 # that blocks for real (a synchronous call, an import, a quadratic parse).
-LOOP_LAG_BOUND_S = 3.0
+LOOP_CPU_BOUND_S = 3.0
+LOOP_LAG_BOUND_S = 30.0
 
 
 async def test_the_pipeline_holds_under_every_fault_at_once(
@@ -35,6 +38,7 @@ async def test_the_pipeline_holds_under_every_fault_at_once(
     assert report.leaked_tasks == report.leaked_fds == report.leaked_sockets == 0
     assert report.temp_files == [] and report.connections_in_use == 0
     assert report.secret_leaks == 0 and report.error_logs == []
+    assert report.loop_cpu_max_s < LOOP_CPU_BOUND_S
     assert report.loop_lag_max_s < LOOP_LAG_BOUND_S
 
     # The faults really happened, and the run still mostly got through.
