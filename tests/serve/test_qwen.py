@@ -343,8 +343,11 @@ async def test_real_uvicorn_server(tiny_pipeline: Any) -> None:
         tg.start_soon(lambda: server.serve(sockets=[sock]))
         await wait_until(lambda: server.started)
         try:
+            # A hang detector: the tiny two-step render needs about a second, but
+            # torch's worker threads slow down far more than the rest when other
+            # processes hold the cores (30 s ran out beside a CPU hog).
             async with httpx2.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}", timeout=30
+                base_url=f"http://127.0.0.1:{port}", timeout=180
             ) as client:
                 health = (await client.get("/health")).json()
                 reply = (await client.post("/generate", json=body(seed=3))).json()
