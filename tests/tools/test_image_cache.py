@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from genevolve_async import ConfigurationError, ProviderLimits, Runtime
-from genevolve_async.sim import SimImageHost
+from genevolve_async.sim import Latency, SimImageHost
 from genevolve_async.tools import ImageCache, ImageCacheSettings
 from genevolve_async.tools._address import AddressPolicy, is_public_address
 from genevolve_async.tools._image_settings import default_image_dir
@@ -351,6 +351,9 @@ async def test_small_images_download_concurrently_without_a_task_each(
     images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
 ) -> None:
     host, url = images
+    # Answers slow enough that all five requests are out before the first comes
+    # back, however busy the machine (0-20 ms shuffled ones could finish first).
+    host.shuffle, host.latency = False, Latency(mean=0.5)
     cache = await ImageCache.for_runtime(runtime, cache_settings)
     loop = asyncio.get_running_loop()
     made: list[object] = []
