@@ -26,6 +26,7 @@ import orjson
 from PIL import Image, ImageOps
 
 from ..protocol import parse_reply
+from ..protocol._program import is_img_id
 
 __all__ = [
     "ExportImage",
@@ -37,8 +38,10 @@ __all__ = [
     "to_jpeg",
 ]
 
-_IMG_LINE = re.compile(r"^(IMG_\d{3,}): ")
-_PATH_LINE = re.compile(r"^(  local_path: )(.*?)\s*$", re.MULTILINE)
+_IMG_LINE = re.compile(r"^(IMG_[0-9]{3,}): ")
+# One quantifier per line: a lazy ``(.*?)`` before ``\s*$`` backtracks
+# quadratically on a line of spaces; the trailing blanks are dropped in code.
+_PATH_LINE = re.compile(r"^(  local_path: )([^\n]*)$", re.MULTILINE)
 _TOOL_RESPONSE = "<tool_response>"
 
 
@@ -220,9 +223,12 @@ def plan_trajectory(
     folder = f"images/traj_{number:05d}"
     images: list[ExportImage] = []
     missing = 0
-    for img_id, path in sorted(
-        registered_images(record, messages).items(), key=lambda kv: _id_number(kv[0])
-    ):
+    registered = registered_images(record, messages)
+    for img_id in registered:
+        if not is_img_id(img_id):
+            # The id becomes a file name below: a crafted ``../../x`` must not.
+            return f"img_id {img_id[:40]!r} is not IMG_ followed by digits"
+    for img_id, path in sorted(registered.items(), key=lambda kv: _id_number(kv[0])):
         if not path or not os.path.isfile(path):
             if img_id in cited:
                 return "reference image missing"
@@ -247,7 +253,8 @@ def _rewrite_paths(
     messages: list[dict[str, str]], mapping: Mapping[str, str]
 ) -> list[dict[str, str]]:
     def swap(match: re.Match[str]) -> str:
-        return match.group(1) + mapping.get(match.group(2), match.group(2))
+        path = match.group(2).rstrip()
+        return match.group(1) + mapping.get(path, path)
 
     return [
         {**m, "content": _PATH_LINE.sub(swap, m["content"])}
