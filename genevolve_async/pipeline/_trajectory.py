@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from PIL import Image, ImageOps
 
+from .._decode import ImageDecodeError, open_image
 from ..protocol import parse_reply
 from ..protocol._program import is_img_id
 
@@ -272,7 +273,7 @@ def to_jpeg(source: str, dest: Path, quality: int) -> bool:
     """
     tmp = dest.with_name(f".{dest.name}.tmp")
     try:
-        with Image.open(source) as opened:
+        with open_image(source) as opened:
             image = ImageOps.exif_transpose(opened)
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 rgba = image.convert("RGBA")
@@ -283,7 +284,7 @@ def to_jpeg(source: str, dest: Path, quality: int) -> bool:
             dest.parent.mkdir(parents=True, exist_ok=True)
             image.save(tmp, format="JPEG", quality=quality)
         os.replace(tmp, dest)
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except (OSError, ImageDecodeError):
         tmp.unlink(missing_ok=True)
         return False
     return True
