@@ -375,6 +375,9 @@ def test_cli_parses_and_runs_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     (call,) = calls
     assert (call["host"], call["port"]) == ("127.0.0.1", 8123)
+    # Slow clients are bounded: connections, header bytes, idle keep-alive.
+    assert call["limit_concurrency"] and call["h11_max_incomplete_event_size"]
+    assert call["timeout_keep_alive"] <= 30
     health = call["app"].state.service.health()
     assert health["devices"] == ["cuda:0", "cuda:1"]
     assert health["max_queue"] == 3 and health["model"] == "some/model"
