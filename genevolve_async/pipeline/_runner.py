@@ -290,6 +290,10 @@ class _Batch:
             reason = str(exc) or type(exc).__name__
         message = f"row {row.id!r} (line {row.line}): its record cannot be written: {reason}"
         logger.warning("%s: %s", self.stages[index].kind, message)
+        progress = self.progress[index]
+        if outcome.ok:  # counted as done when it finished; it failed after all
+            progress.done -= 1
+            progress.failed += 1
         failed = self.stages[index].failure(
             row, RolloutError(kind="invalid_request", message=message)
         )

@@ -121,8 +121,16 @@ def _call_block(call: Any) -> str:
             arguments = orjson.loads(arguments)
         except orjson.JSONDecodeError:
             pass  # kept as the string the model wrote
-    body = orjson.dumps({"name": function.get("name"), "arguments": arguments}).decode()
+    try:
+        body = orjson.dumps({"name": function.get("name"), "arguments": arguments}).decode()
+    except TypeError:  # nested past orjson's 255 levels, or not JSON at all
+        return ""
     return f"<tool_call>{body}</tool_call>"
+
+
+def _list(value: Any) -> list[Any]:
+    """A list field of a results row, or nothing when the row has something else there."""
+    return value if isinstance(value, list) else []
 
 
 def sft_messages(messages: Sequence[Any]) -> list[dict[str, str]]:
@@ -183,7 +191,7 @@ def registered_images(
                 images[item["img_id"]] = str(item.get("local_path") or "")
     else:
         images = _observation_images(messages)
-    for ref in record.get("reference_images") or []:
+    for ref in _list(record.get("reference_images")):
         # The cited ones always count, even if an observation was cut short.
         if isinstance(ref, Mapping) and isinstance(ref.get("img_id"), str):
             images.setdefault(ref["img_id"], str(ref.get("local_path") or ""))
@@ -218,7 +226,7 @@ def plan_trajectory(
         return "no parseable <answer> at the end"
     cited = {
         ref.get("img_id")
-        for ref in record.get("reference_images") or []
+        for ref in _list(record.get("reference_images"))
         if isinstance(ref, Mapping)
     }
     folder = f"images/traj_{number:05d}"
