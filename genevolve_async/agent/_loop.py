@@ -63,7 +63,8 @@ def _bounded(reply: ChatReply, max_tokens: int) -> tuple[ChatReply, int]:
 
     The server's ``completion_tokens`` is only trusted as far as the reply's
     real size allows: a hostile or broken server can answer 5 MB with a count
-    of 1, and the rollout keeps every reply in its messages.
+    of 1, and the rollout keeps every reply in its messages. A server that
+    ignores ``max_tokens`` is charged ``max_tokens``, since no more is kept.
     """
     content = reply.content or ""
     limit = max_tokens * _MAX_CHARS_PER_TOKEN
@@ -72,7 +73,8 @@ def _bounded(reply: ChatReply, max_tokens: int) -> tuple[ChatReply, int]:
         content = reply.content or ""
     floor = -(-len(content) // _MAX_CHARS_PER_TOKEN)
     estimate = reply.usage.completion_tokens or len(content) // 4
-    return reply, max(estimate, floor)
+    # Never more than was asked for: what is kept of the reply fits max_tokens.
+    return reply, min(max(estimate, floor), max_tokens)
 
 
 class _RolloutLog(logging.LoggerAdapter[logging.Logger]):
