@@ -18,7 +18,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
-    uvicorn.run(app, host=args.host, port=args.port, **SERVER_LIMITS.uvicorn_options())
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        timeout_graceful_shutdown=30,
+        **SERVER_LIMITS.uvicorn_options(),
+    )
 
 
 if __name__ == "__main__":
