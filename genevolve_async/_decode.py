@@ -23,7 +23,7 @@ import io
 import struct
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from os import PathLike
 from typing import BinaryIO, Literal
 
@@ -78,10 +78,12 @@ class _PixelBudget:
 _BUDGET = _PixelBudget(DECODE_BUDGET_PIXELS)
 
 
-def _open(source: str | PathLike[str] | bytes | BinaryIO) -> Image.Image:
+def _open(
+    source: str | PathLike[str] | bytes | BinaryIO, formats: tuple[str, ...] | None
+) -> Image.Image:
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
-        return Image.open(stream)
+        return Image.open(stream, formats=formats)
     except FileNotFoundError:
         raise
     except Image.DecompressionBombError as exc:
@@ -92,18 +94,29 @@ def _open(source: str | PathLike[str] | bytes | BinaryIO) -> Image.Image:
 
 @contextmanager
 def open_image(
-    source: str | PathLike[str] | bytes | BinaryIO, *, max_pixels: int = MAX_DECODE_PIXELS
+    source: str | PathLike[str] | bytes | BinaryIO,
+    *,
+    max_pixels: int = MAX_DECODE_PIXELS,
+    formats: tuple[str, ...] | None = None,
+    decodes: bool = True,
 ) -> Iterator[Image.Image]:
     """Open an image whose declared size is within ``max_pixels``; decode it in the block.
 
     The image is closed when the block ends: copy or convert what you keep.
+
+    Args:
+        source: A path, the bytes, or a binary file.
+        max_pixels: The most pixels the header may declare.
+        formats: The Pillow formats to try (``None``: all).
+        decodes: Whether the block decodes pixels; a block that only reads
+            the header or verifies the file does not take from the budget.
 
     Raises:
         ImageDecodeError: not an image, too many pixels, or Pillow failed
             while the block decoded it.
         FileNotFoundError: ``source`` names no file.
     """
-    image = _open(source)
+    image = _open(source, formats)
     try:
         width, height = image.size
         if width < 1 or height < 1:
@@ -113,7 +126,7 @@ def open_image(
                 "too_many_pixels",
                 f"the image declares {width}x{height} pixels, over the limit of {max_pixels}",
             )
-        with _BUDGET.hold(width * height):
+        with _BUDGET.hold(width * height) if decodes else nullcontext():
             try:
                 yield image
             except (GenEvolveError, ImageDecodeError):
