@@ -621,3 +621,4 @@ async def test_hostile_results_files_are_refused_inside_their_folders(tmp_path: 
     outs = [tmp_path / d for d in ("x", "r", "e", "cache")]
     assert all(any(p.is_relative_to(o) for o in outs) for p in created), sorted(map(str, created))
     assert not await anyio.Path("/tmp/escaped").exists()
+    _assert_no_keys(outputs, *outs[:3])
