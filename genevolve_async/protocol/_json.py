@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 __all__ = [
     "JSONRecoveryError",
     "drop_trailing_commas",
@@ -45,6 +47,7 @@ _STRINGS_OR_TRAILING_COMMA_SQ = re.compile(
 _SINGLE_QUOTED_KEY = re.compile(r"'([A-Za-z_][\w ]*)'(\s*:)")
 _INTERESTING = re.compile(r'"|\{+|\}+')
 _INTERESTING_SQ = re.compile(r"\"|'|\{+|\}+")
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
 _PARSE_FACTOR = 4
 """``json.loads`` sees at most this many times the text, over all spans tried."""
 _PARSE_FLOOR = 4096
@@ -123,9 +126,22 @@ def _span_tree(text: str, single_quotes: bool, *, first_only: bool = False) -> l
     return roots
 
 
+def _loads(text: str) -> Any:
+    # orjson first: a tenth of json's cost per call, which matters when a reply
+    # holds thousands of tiny objects. json for what orjson refuses and models
+    # write (NaN, Infinity, lone surrogates, deep nesting), and for integers of
+    # 19 digits or more, which orjson would turn into floats.
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
 def _try(text: str, single_quotes: bool) -> tuple[bool, Any]:
     try:
-        return True, json.loads(text)
+        return True, _loads(text)
     except (ValueError, RecursionError):
         pass
     fixed = drop_trailing_commas(text, single_quotes=single_quotes)
@@ -134,7 +150,7 @@ def _try(text: str, single_quotes: bool) -> tuple[bool, Any]:
         candidates.append(_SINGLE_QUOTED_KEY.sub(r'"\1"\2', fixed))
     for candidate in candidates:
         try:
-            return True, json.loads(candidate)
+            return True, _loads(candidate)
         except (ValueError, RecursionError):
             pass
     return False, None
