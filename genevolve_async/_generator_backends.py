@@ -17,6 +17,7 @@ import anyio.to_thread
 from PIL import Image, ImageOps
 
 from . import _errors, _runtime, renderers
+from ._decode import open_image
 from ._generator import ImageGenerator
 
 __all__ = ["NanoBananaProGenerator", "QwenImageEditGenerator", "QwenImageEditServiceGenerator"]
@@ -219,6 +220,6 @@ class QwenImageEditGenerator(ImageGenerator):
 
 
 def _upright_size(path: str) -> tuple[int, int]:
-    with Image.open(path) as image:
+    with open_image(path) as image:
         size: tuple[int, int] = ImageOps.exif_transpose(image).size
         return size

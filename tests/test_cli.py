@@ -235,6 +235,20 @@ def test_run_refuses_without_a_search_key(
     assert "SERPER_API_KEY" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["run", "render", "evaluate", "pipeline"])
+def test_an_output_dir_that_is_a_file_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"id": 1, "prompt": "a fox"}\n')
+    assert main([command, "--input", str(rows), "--output-dir", str(taken)]) == 1
+    error = capsys.readouterr().err
+    assert "is a file, not a folder" in error and "Traceback" not in error
+    assert taken.read_text() == "not a folder"
+
+
 def test_bad_arguments_and_bad_inputs_give_clear_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -2,7 +2,10 @@
 
 Run it (from the repository root) with::
 
-    GENEVOLVE_WEB_SIM=1 uvicorn examples.webapp.app:app
+    GENEVOLVE_WEB_SIM=1 python -m examples.webapp
+
+(``uvicorn examples.webapp.app:app`` also works, without the connection and
+header limits of :data:`SERVER_LIMITS`.)
 
 The pattern to copy: everything process-wide (the runtime with its
 connection pool, limiters and image cache; the agent; the renderer) is
@@ -34,6 +37,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from genevolve_async import __version__
+from genevolve_async.serve.limits import BodyReadTimeout, ServerLimits
 
 from ._admission import Overloaded, error_body, overloaded_response
 from ._asgi import BodyLimit, EventStream, cancelled_on_disconnect
@@ -46,6 +50,8 @@ __all__ = ["InvalidRequest", "app", "create_app"]
 logger = logging.getLogger("examples.webapp")
 
 STATIC = Path(__file__).with_name("static")
+SERVER_LIMITS = ServerLimits()
+"""Slow-client limits: ``python -m examples.webapp`` passes them to uvicorn."""
 
 # The page loads only its own script and style; images come from this app
 # (or inline). Inline script is refused, so injected markup cannot run.
@@ -258,6 +264,8 @@ def create_app(
 
     app = FastAPI(title="GenEvolve web demo", version=__version__, lifespan=lifespan)
     app.add_middleware(BodyLimit, max_bytes=config.body_limit)
+    # A client that trickles its body holds a connection; give it a deadline.
+    app.add_middleware(BodyReadTimeout, seconds=SERVER_LIMITS.body_timeout)
     _install_error_handlers(app)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -7,6 +7,7 @@ append the observations in call order) or a format/truncation observation.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -23,6 +24,7 @@ from .._errors import (
     RolloutError,
     classify_exception,
 )
+from .._offload import parse_foreign
 from .._runtime import Runtime
 from .._types import JSONObject, Message
 from ..policy import ChatReply, PolicyAffinity, PolicyClient
@@ -50,6 +52,29 @@ Emit = Callable[[AgentEvent], Awaitable[None]]
 # Bytes per token used to estimate the request's size before sending it:
 # an over-estimate for English (about 4), about right for CJK text.
 _BYTES_PER_TOKEN = 3
+# The most characters one token can stand for, generously: a reply longer
+# than ``max_tokens`` of these is not what the server says it is, whatever
+# its ``completion_tokens``, and is cut to that length.
+_MAX_CHARS_PER_TOKEN = 16
+
+
+def _bounded(reply: ChatReply, max_tokens: int) -> tuple[ChatReply, int]:
+    """The reply cut to what ``max_tokens`` can hold, and the tokens to charge for it.
+
+    The server's ``completion_tokens`` is only trusted as far as the reply's
+    real size allows: a hostile or broken server can answer 5 MB with a count
+    of 1, and the rollout keeps every reply in its messages. A server that
+    ignores ``max_tokens`` is charged ``max_tokens``, since no more is kept.
+    """
+    content = reply.content or ""
+    limit = max_tokens * _MAX_CHARS_PER_TOKEN
+    if len(content) > limit:
+        reply = dataclasses.replace(reply, content=content[:limit], finish_reason="length")
+        content = reply.content or ""
+    floor = -(-len(content) // _MAX_CHARS_PER_TOKEN)
+    estimate = reply.usage.completion_tokens or len(content) // 4
+    # Never more than was asked for: what is kept of the reply fits max_tokens.
+    return reply, min(max(estimate, floor), max_tokens)
 
 
 class _RolloutLog(logging.LoggerAdapter[logging.Logger]):
@@ -199,13 +224,13 @@ class Rollout:
             if final:
                 messages.append({"role": "user", "content": self.prompts.final_step})
             await self._send(RoundStarted(rollout_id=self.rollout_id, round=rnd, final=final))
-            reply = await self._call_model(
-                messages, rnd, max(1, min(cfg.max_tokens_per_round, remaining))
-            )
-            used = reply.usage.completion_tokens or len(reply.content or "") // 4
+            max_tokens = max(1, min(cfg.max_tokens_per_round, remaining))
+            reply, used = _bounded(await self._call_model(messages, rnd, max_tokens), max_tokens)
             remaining -= used
             messages.append(self._assistant_message(reply))
-            parsed = parse_reply(reply.content, reply.tool_calls, round_index=rnd)
+            parsed = await parse_foreign(
+                parse_reply, reply.content, reply.tool_calls, round_index=rnd
+            )
 
             if parsed.answer is not None:
                 if self._side_work is not None:  # references must be files before the answer

@@ -28,6 +28,7 @@ from .._errors import (
 from .._http import redact_url, sdk_status_error
 from .._lazy import import_off_loop
 from .._limits import ProviderLimiter, ProviderLimits
+from .._offload import parse_foreign
 from .._retry import RetryPolicy
 from .._runtime import Runtime
 from ._images import encode_judge_image
@@ -219,7 +220,7 @@ class JudgeClient:
             async with limiter.slot():
                 text = await self._complete(client, messages)
             try:
-                return parse_judge_reply(text)
+                return await parse_foreign(parse_judge_reply, text)
             except JudgeParseError as exc:
                 raise _UnusableReply(str(exc), service=JUDGE_SERVICE) from exc
 

@@ -11,7 +11,9 @@ import io
 import os
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
+
+from .._decode import ImageDecodeError, open_image
 
 __all__ = ["MAX_JUDGE_IMAGE_SIDE", "JudgeImageError", "encode_judge_image"]
 
@@ -51,16 +53,14 @@ def encode_judge_image(path: str | os.PathLike[str]) -> str:
     """
     file_path = Path(path)
     try:
-        with Image.open(file_path) as opened:
+        with open_image(file_path) as opened:
             # Decode now, inside the try: Pillow reads pixels lazily, so a
             # truncated file would otherwise fail later with a bare OSError.
             opened.load()
             image = _to_rgb(ImageOps.exif_transpose(opened))
     except FileNotFoundError:
         raise JudgeImageError(f"image file not found: {file_path.name}") from None
-    except UnidentifiedImageError:
-        raise JudgeImageError(f"cannot read image {file_path.name}: unknown image format") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except ImageDecodeError as exc:
         # Truncated data raises OSError, bad EXIF data ValueError. Pillow may
         # quote the full path; keep only the file name.
         reason = str(exc).replace(str(file_path), file_path.name)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from ..protocol._json import iter_objects
 
 __all__ = ["SCORE_FIELDS", "JudgeParseError", "JudgeScores", "parse_judge_reply"]
 
@@ -27,12 +29,12 @@ _EXCERPT_CHARS = 120
 
 _NUMBER = r"([-+]?(?:\d+(?:\.\d*)?|\.\d+))"
 # Between a field name and its value: optional closing quote or Markdown bold,
-# a colon or equals sign, then an optional opening quote or bold.
-_SEPARATOR = r"[\"'*]*\s*[:=]\s*[\"'*]*\s*"
+# a colon or equals sign, then optional quotes, bold and spaces in one class
+# (two quantifiers over spaces side by side backtrack quadratically).
+_SEPARATOR = r"[\"'*]*\s*[:=][\s\"'*]*"
 _NA_WORDS = frozenset({"n/a", "na", "none", "null", "not applicable"})
 _TRUE_WORDS = frozenset({"true", "yes", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "0"})
-_SINGLE_QUOTED_KEY = re.compile(r"'([A-Za-z_][\w ]*)'(\s*:)")
 _RATIONALE = re.compile(r"[\"']?rationale[\"']?\s*:\s*\"((?:[^\"\\]|\\.)*)\"", re.IGNORECASE)
 _NA_FLAG = re.compile(
     r"(?<![A-Za-z_])text[ _-]?accuracy[ _-]?n/?a(?![A-Za-z_])"
@@ -122,76 +124,37 @@ def parse_judge_reply(text: str) -> JudgeScores:
 
 
 def _best_object(text: str) -> dict[str, Any] | None:
-    """Return the parsed JSON object in `text` with the most score fields, if any."""
+    """Return the JSON object in `text` with the most score fields, if any.
+
+    Objects are visited inner ones before outer ones, in text order, so the
+    last one on a tie is the judge's final verdict.
+    """
     best: dict[str, Any] | None = None
     best_count = 0
-    for span in _object_spans(text):
-        obj = _loads_lenient(span)
-        if obj is None:
-            continue
-        keys = {_normalize_key(key) for key in obj}
-        count = len(keys.intersection(SCORE_FIELDS)) + (_NA_FIELD in keys)
-        if count and count >= best_count:
-            best, best_count = obj, count
+    for value in iter_objects(text, single_quotes=True):
+        for obj in _dicts_inner_first(value):
+            keys = {_normalize_key(key) for key in obj if isinstance(key, str)}
+            count = len(keys.intersection(SCORE_FIELDS)) + (_NA_FIELD in keys)
+            if count and count >= best_count:
+                best, best_count = obj, count
     return best
 
 
-def _object_spans(text: str) -> Iterator[str]:
-    """Yield every balanced `{...}` substring, inner ones before outer ones.
-
-    Braces inside quoted strings do not count. Single quotes open a string
-    only inside an object, so apostrophes in the surrounding prose are harmless.
-    """
-    starts: list[int] = []
-    quote = ""
-    escaped = False
-    for index, char in enumerate(text):
-        if quote:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = ""
-        elif char == '"' or (char == "'" and starts):
-            quote = char
-        elif char == "{":
-            starts.append(index)
-        elif char == "}" and starts:
-            yield text[starts.pop() : index + 1]
-
-
-def _loads_lenient(span: str) -> dict[str, Any] | None:
-    """Parse a JSON object, forgiving trailing commas and single-quoted keys."""
-    cleaned = _drop_trailing_commas(span)
-    for candidate in (cleaned, _SINGLE_QUOTED_KEY.sub(r'"\1"\2', cleaned)):
-        try:
-            value = json.loads(candidate)
-        except ValueError:
+def _dicts_inner_first(value: Any) -> list[dict[str, Any]]:
+    """Every object inside a parsed value, children before parents (no recursion)."""
+    out: list[dict[str, Any]] = []
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        item, expanded = stack.pop()
+        if expanded:
+            out.append(item)
             continue
-        return value if isinstance(value, dict) else None
-    return None
-
-
-def _drop_trailing_commas(span: str) -> str:
-    """Remove commas that directly precede `}` or `]`, outside strings."""
-    out: list[str] = []
-    quote = ""
-    escaped = False
-    for index, char in enumerate(span):
-        if quote:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = ""
-        elif char in "\"'":
-            quote = char
-        elif char == "," and span[index + 1 :].lstrip()[:1] in ("}", "]"):
-            continue
-        out.append(char)
-    return "".join(out)
+        if isinstance(item, dict):
+            stack.append((item, True))
+            stack.extend((child, False) for child in reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend((child, False) for child in reversed(item))
+    return out
 
 
 def _read_object(obj: Mapping[str, Any]) -> tuple[dict[str, float], bool | None, str]:

@@ -67,6 +67,7 @@ _SEARCH_TOOLS = frozenset({"search", "image_search"})
 async def run_command(args: argparse.Namespace) -> int:
     """Run the parsed command; print what went wrong as one line and return a status."""
     try:
+        _check_output_dir(getattr(args, "output_dir", None))
         if args.command == "merge":
             return await _merge(args)
         if args.command == "finalize":
@@ -79,6 +80,18 @@ async def run_command(args: argparse.Namespace) -> int:
     except (GenEvolveError, ValueError) as exc:
         print(f"genevolve-async: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        # The disk refused (a folder that is a file, no permission, disk full):
+        # the user's to fix, so one line that names the path, not a traceback.
+        print(
+            f"genevolve-async: error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr
+        )
+        return 1
+
+
+def _check_output_dir(path: Path | None) -> None:
+    if path is not None and path.exists() and not path.is_dir():
+        raise ConfigurationError(f"--output-dir {path} is a file, not a folder")
 
 
 async def _report(args: argparse.Namespace) -> int:

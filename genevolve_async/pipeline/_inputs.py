@@ -22,6 +22,7 @@ import anyio.to_thread
 import orjson
 
 from .._errors import ConfigurationError
+from ..protocol._json import nesting_depth
 from ._ids import MAX_STEM, Shard, safe_file_stem
 
 __all__ = [
@@ -139,6 +140,10 @@ class InputSource:
         given = self.gt_roots
         roots = (self.root, Path.cwd(), *given) if given else (self.root,)
         return tuple(dict.fromkeys(roots))
+
+
+MAX_ROW_DEPTH = 64
+"""Input rows nested deeper than this are refused (no row format needs it)."""
 
 
 def _find_data_file(path: Path) -> Path:
@@ -354,6 +359,10 @@ class _RowChecker:
             return BadRow(line=line, reason=f"not valid JSON: {value.message}")
         if not isinstance(value, dict):
             return BadRow(line=line, reason=f"expected a JSON object, got {type(value).__name__}")
+        if nesting_depth(value, MAX_ROW_DEPTH) > MAX_ROW_DEPTH:
+            # orjson writes at most 255 levels; the checkpoint wraps the row in
+            # a few more. A row this deep could be read but never written back.
+            return BadRow(line=line, reason=f"nested more than {MAX_ROW_DEPTH} levels deep")
         row_id = _row_id(value.get("id"), index)
         if row_id is None:
             return BadRow(line=line, reason="'id' must be a non-empty string or an integer")

@@ -30,10 +30,11 @@ from typing import Any, NamedTuple, TextIO
 
 import anyio
 import anyio.to_thread
+import orjson
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .._errors import classify_exception
+from .._errors import RolloutError, classify_exception
 from ._checkpoint import (
     CheckpointEntry,
     CheckpointScan,
@@ -259,21 +260,55 @@ class _Batch:
         receive: MemoryObjectReceiveStream[_Item],
         send: MemoryObjectSendStream[_Item] | None,
     ) -> None:
-        writer = self.writers[index]
         with receive, send if send is not None else contextlib.nullcontext():
             async for item in receive:
                 outcome = await self._process(index, item.row)
                 if outcome is None:
                     return
-                line = await writer.append(
-                    row_id=item.row.id,
-                    index=item.row.index,
-                    ok=outcome.ok,
-                    record=outcome.record,
-                    upstream=item.upstream,
-                )
+                outcome, line = await self._write(index, item, outcome)
                 if send is not None:
                     await send.send(_Item(with_data(item.row, outcome.record), line))
+
+    async def _write(self, index: int, item: _Item, outcome: Outcome) -> tuple[Outcome, int]:
+        """Append the item's line; a record orjson refuses becomes the item's error record.
+
+        A record can hold what a model or an input row put there (tool-call
+        arguments nested hundreds deep, say). One such record must fail its
+        item, not the batch, and must not fail the resume either.
+        """
+        writer, row = self.writers[index], item.row
+        try:
+            line = await writer.append(
+                row_id=row.id,
+                index=row.index,
+                ok=outcome.ok,
+                record=outcome.record,
+                upstream=item.upstream,
+            )
+            return outcome, line
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            reason = str(exc) or type(exc).__name__
+        message = f"row {row.id!r} (line {row.line}): its record cannot be written: {reason}"
+        logger.warning("%s: %s", self.stages[index].kind, message)
+        progress = self.progress[index]
+        if outcome.ok:  # counted as done when it finished; it failed after all
+            progress.done -= 1
+            progress.failed += 1
+        failed = self.stages[index].failure(
+            row, RolloutError(kind="invalid_request", message=message)
+        )
+        try:
+            record = failed.record
+            line = await writer.append(
+                row_id=row.id, index=row.index, ok=False, record=record, upstream=item.upstream
+            )
+        except (TypeError, orjson.JSONEncodeError):
+            # The failure record carries the row's own data, and that is what failed.
+            record = {"id": row.id, "error": {"kind": "invalid_request", "message": message}}
+            line = await writer.append(
+                row_id=row.id, index=row.index, ok=False, record=record, upstream=item.upstream
+            )
+        return Outcome(record=record, ok=False, error_kind="invalid_request"), line
 
     async def _process(self, index: int, row: InputRow) -> Outcome | None:
         stage, progress = self.stages[index], self.progress[index]

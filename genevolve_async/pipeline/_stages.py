@@ -377,8 +377,8 @@ class JudgeStage:
     async def process(self, row: InputRow) -> Outcome:
         """Judge one row; rows without both images fail without a request."""
         generated = await self._generated(row.data)
-        if isinstance(generated, str):
-            return self._failed(row, "missing_image", generated)
+        if isinstance(generated, tuple):
+            return self._failed(row, *generated)
         if row.gt_path is None:
             return self._failed(row, "missing_image", "the row names no gt_image")
         if not await anyio.Path(row.gt_path).is_file():
@@ -425,10 +425,16 @@ class JudgeStage:
         )
         return Outcome(record=record, ok=False, error_kind=kind)
 
-    async def _generated(self, data: Mapping[str, Any]) -> Path | str:
-        """The generated image's path, or why there is none."""
+    async def _generated(self, data: Mapping[str, Any]) -> Path | tuple[str, str]:
+        """The generated image's path, or the failure's kind and why there is none.
+
+        The paths come from a results file, which may be crafted or shared:
+        one that resolves outside ``image_root`` is refused, not read.
+        """
         if data.get("success") is False:
-            return f"no generated image: {data.get('image_status') or 'the render failed'}"
+            why = f"no generated image: {data.get('image_status') or 'the render failed'}"
+            return "missing_image", why
+        refused = ""
         for key in ("image_path", "output_path"):
             value = data.get(key)
             if isinstance(value, str) and value:
@@ -441,12 +447,30 @@ class JudgeStage:
                     else (self.image_root / path,)
                 )
                 for candidate in tries:
-                    if await anyio.Path(candidate).is_file():
-                        return candidate
+                    inside = await anyio.to_thread.run_sync(
+                        _inside, self.image_root, str(candidate)
+                    )
+                    if inside is None:
+                        refused = refused or f"{key} {value[:80]!r} is outside {self.image_root}"
+                    elif await anyio.Path(inside).is_file():
+                        return inside
+        if refused:
+            return "invalid_request", refused
         named = data.get("image_path") or data.get("output_path")
         if not named:
-            return "the row has no image_path (render it first)"
-        return f"generated image not found: {named}"
+            return "missing_image", "the row has no image_path (render it first)"
+        return "missing_image", f"generated image not found: {str(named)[:200]}"
+
+
+def _inside(root: Path, value: str) -> Path | None:
+    """``value`` (relative to ``root`` unless absolute), when it resolves inside ``root``."""
+    try:
+        path = Path(value)
+        real = os.path.realpath(path if path.is_absolute() else root / path)
+        base = os.path.realpath(root)
+    except (ValueError, OSError):  # a NUL byte, a loop of links
+        return None
+    return Path(real) if real == base or real.startswith(base.rstrip(os.sep) + os.sep) else None
 
 
 def _prompts_sha(prompts: Any) -> str:

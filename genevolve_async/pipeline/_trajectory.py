@@ -25,7 +25,9 @@ from typing import Any
 import orjson
 from PIL import Image, ImageOps
 
+from .._decode import ImageDecodeError, open_image
 from ..protocol import parse_reply
+from ..protocol._program import is_img_id
 
 __all__ = [
     "ExportImage",
@@ -37,8 +39,10 @@ __all__ = [
     "to_jpeg",
 ]
 
-_IMG_LINE = re.compile(r"^(IMG_\d{3,}): ")
-_PATH_LINE = re.compile(r"^(  local_path: )(.*?)\s*$", re.MULTILINE)
+_IMG_LINE = re.compile(r"^(IMG_[0-9]{3,}): ")
+# One quantifier per line: a lazy ``(.*?)`` before ``\s*$`` backtracks
+# quadratically on a line of spaces; the trailing blanks are dropped in code.
+_PATH_LINE = re.compile(r"^(  local_path: )([^\n]*)$", re.MULTILINE)
 _TOOL_RESPONSE = "<tool_response>"
 
 
@@ -117,8 +121,16 @@ def _call_block(call: Any) -> str:
             arguments = orjson.loads(arguments)
         except orjson.JSONDecodeError:
             pass  # kept as the string the model wrote
-    body = orjson.dumps({"name": function.get("name"), "arguments": arguments}).decode()
+    try:
+        body = orjson.dumps({"name": function.get("name"), "arguments": arguments}).decode()
+    except TypeError:  # nested past orjson's 255 levels, or not JSON at all
+        return ""
     return f"<tool_call>{body}</tool_call>"
+
+
+def _list(value: Any) -> list[Any]:
+    """A list field of a results row, or nothing when the row has something else there."""
+    return value if isinstance(value, list) else []
 
 
 def sft_messages(messages: Sequence[Any]) -> list[dict[str, str]]:
@@ -179,7 +191,7 @@ def registered_images(
                 images[item["img_id"]] = str(item.get("local_path") or "")
     else:
         images = _observation_images(messages)
-    for ref in record.get("reference_images") or []:
+    for ref in _list(record.get("reference_images")):
         # The cited ones always count, even if an observation was cut short.
         if isinstance(ref, Mapping) and isinstance(ref.get("img_id"), str):
             images.setdefault(ref["img_id"], str(ref.get("local_path") or ""))
@@ -214,15 +226,18 @@ def plan_trajectory(
         return "no parseable <answer> at the end"
     cited = {
         ref.get("img_id")
-        for ref in record.get("reference_images") or []
+        for ref in _list(record.get("reference_images"))
         if isinstance(ref, Mapping)
     }
     folder = f"images/traj_{number:05d}"
     images: list[ExportImage] = []
     missing = 0
-    for img_id, path in sorted(
-        registered_images(record, messages).items(), key=lambda kv: _id_number(kv[0])
-    ):
+    registered = registered_images(record, messages)
+    for img_id in registered:
+        if not is_img_id(img_id):
+            # The id becomes a file name below: a crafted ``../../x`` must not.
+            return f"img_id {img_id[:40]!r} is not IMG_ followed by digits"
+    for img_id, path in sorted(registered.items(), key=lambda kv: _id_number(kv[0])):
         if not path or not os.path.isfile(path):
             if img_id in cited:
                 return "reference image missing"
@@ -247,7 +262,8 @@ def _rewrite_paths(
     messages: list[dict[str, str]], mapping: Mapping[str, str]
 ) -> list[dict[str, str]]:
     def swap(match: re.Match[str]) -> str:
-        return match.group(1) + mapping.get(match.group(2), match.group(2))
+        path = match.group(2).rstrip()
+        return match.group(1) + mapping.get(path, path)
 
     return [
         {**m, "content": _PATH_LINE.sub(swap, m["content"])}
@@ -265,7 +281,7 @@ def to_jpeg(source: str, dest: Path, quality: int) -> bool:
     """
     tmp = dest.with_name(f".{dest.name}.tmp")
     try:
-        with Image.open(source) as opened:
+        with open_image(source) as opened:
             image = ImageOps.exif_transpose(opened)
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 rgba = image.convert("RGBA")
@@ -276,7 +292,7 @@ def to_jpeg(source: str, dest: Path, quality: int) -> bool:
             dest.parent.mkdir(parents=True, exist_ok=True)
             image.save(tmp, format="JPEG", quality=quality)
         os.replace(tmp, dest)
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except (OSError, ImageDecodeError):
         tmp.unlink(missing_ok=True)
         return False
     return True

@@ -44,6 +44,25 @@ class ChatReply:
     """Reasoning text a server's reasoning parser split off, if any."""
 
 
+def _content_text(content: Any, service: str) -> str:
+    """The text of content parts; anything else is the server's mistake, not ours."""
+    if not isinstance(content, list):
+        raise BadResponseError(
+            f"{service}: choices[0].message.content is neither text nor a list of parts",
+            service=service,
+        )
+    texts: list[str] = []
+    for part in content:
+        text = part.get("text", "") if isinstance(part, dict) else ""
+        if not isinstance(text, str):
+            raise BadResponseError(
+                f"{service}: a content part's text is a {type(text).__name__}, not a string",
+                service=service,
+            )
+        texts.append(text)
+    return "".join(texts)
+
+
 def _int(value: Any) -> int:
     return value if isinstance(value, int) else 0
 
@@ -66,10 +85,7 @@ def reply_from_json(data: Any, *, endpoint: str = "", service: str = "policy") -
     content = message.get("content")
     if content is not None and not isinstance(content, str):
         # Some servers return content parts; keep their text.
-        if isinstance(content, list):
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        else:
-            content = str(content)
+        content = _content_text(content, service)
     tool_calls = message.get("tool_calls") or None
     if tool_calls is not None and not isinstance(tool_calls, list):
         tool_calls = None

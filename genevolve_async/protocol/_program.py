@@ -9,9 +9,19 @@ from typing import Any, Protocol
 
 from .._types import JSONObject
 
-__all__ = ["Program", "ReferenceImage", "finalize_program"]
+__all__ = ["Program", "ReferenceImage", "finalize_program", "is_img_id"]
 
-_IMG_ID = re.compile(r"^IMG_\d{3,}$")
+_IMG_ID = re.compile(r"IMG_[0-9]{3,}")
+
+
+def is_img_id(value: object) -> bool:
+    """Whether ``value`` is an image id as the registry makes them: ``IMG_`` and ASCII digits.
+
+    Ids read back from a results file end up in file names (``export``), so
+    anything else (``../../x``, a trailing newline, other scripts' digits) is
+    refused rather than cleaned.
+    """
+    return isinstance(value, str) and _IMG_ID.fullmatch(value) is not None
 
 
 class _RegisteredImage(Protocol):
@@ -112,7 +122,7 @@ def finalize_program(
         if not isinstance(img_id, str):
             continue
         img_id = img_id.strip().upper()
-        if not _IMG_ID.match(img_id) or img_id in refs:
+        if not is_img_id(img_id) or img_id in refs:
             continue
         record = lookup(img_id)
         if record is None:

@@ -132,9 +132,11 @@ def open_reference(path: str | os.PathLike[str]) -> Image.Image:
     Returns:
         A fully loaded RGB image with its EXIF orientation applied.
     """
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
-    with Image.open(path) as raw:
+    from .._decode import open_image
+
+    with open_image(path) as raw:
         # Phone photos store rotation in EXIF; the model must see them upright.
         upright = ImageOps.exif_transpose(raw)
         return upright.convert("RGB")

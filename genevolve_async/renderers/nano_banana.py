@@ -27,6 +27,7 @@ import anyio
 import anyio.to_thread
 from PIL import Image, ImageOps
 
+from .._decode import ImageDecodeError, open_image
 from .._errors import (
     AuthenticationError,
     BadResponseError,
@@ -254,7 +255,7 @@ def _as_jpeg(path: str, quality: int, max_side: int | None = None) -> bytes:
     try:
         with open(path, "rb") as handle:
             data = handle.read()
-        with Image.open(io.BytesIO(data)) as raw:
+        with open_image(data) as raw:
             if raw.format == "JPEG" and (max_side is None or max(raw.size) <= max_side):
                 return data
             # Re-encoding drops EXIF, so bake the orientation into the pixels first.
@@ -271,15 +272,17 @@ def _as_jpeg(path: str, quality: int, max_side: int | None = None) -> bytes:
             out = io.BytesIO()
             rgb.save(out, format="JPEG", quality=quality)
             return out.getvalue()
-    except OSError as exc:
+    except (OSError, ImageDecodeError) as exc:
         raise ConfigurationError(f"reference image {path!r} cannot be read: {exc}") from exc
 
 
 def _decode_image(data: bytes) -> Image.Image:
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except OSError as exc:
+        with open_image(data) as opened:
+            opened.load()
+            image = opened.copy()
+            image.format = opened.format  # a copy forgets it
+    except ImageDecodeError as exc:
         raise BadResponseError(
             f"{SERVICE} answered image bytes that do not decode: {exc}", service=SERVICE
         ) from exc

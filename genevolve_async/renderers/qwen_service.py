@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import logging
 import os
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ import anyio.to_thread
 from PIL import Image
 
 from .. import _json
+from .._decode import ImageDecodeError, open_image
 from .._endpoints import Endpoint, EndpointPool
 from .._errors import (
     BadResponseError,
@@ -346,13 +346,13 @@ def _load_reference(path: str) -> tuple[str, tuple[int, int]]:
     try:
         with open(path, "rb") as handle:
             data = handle.read()
-        with Image.open(io.BytesIO(data)) as image:
+        with open_image(data) as image:
             mime = Image.MIME.get(image.format or "", "image/png")
             width, height = image.size
             if image.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSED:
                 # The service applies EXIF orientation; size the output like it sees it.
                 width, height = height, width
-    except OSError as exc:
+    except (OSError, ImageDecodeError) as exc:
         raise ConfigurationError(f"reference image {path!r} cannot be read: {exc}") from exc
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}", (width, height)
 
@@ -381,9 +381,11 @@ def _decode_png(answer: tuple[str, str]) -> Image.Image:
     if encoded.startswith("data:"):
         encoded = encoded.partition(",")[2]
     try:
-        image = Image.open(io.BytesIO(base64.b64decode(encoded, validate=False)))
-        image.load()
-    except (binascii.Error, OSError, ValueError) as exc:
+        with open_image(base64.b64decode(encoded, validate=False)) as opened:
+            opened.load()
+            image = opened.copy()
+            image.format = opened.format  # a copy forgets it
+    except (binascii.Error, ImageDecodeError) as exc:
         raise BadResponseError(
             f"{SERVICE} {redact_url(url)} answered an image that does not decode: {exc}",
             service=SERVICE,

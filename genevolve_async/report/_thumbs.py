@@ -25,6 +25,7 @@ from typing import Literal
 
 from PIL import Image, ImageOps
 
+from .._decode import ImageDecodeError, open_image
 from ..judge._images import _to_rgb as to_rgb
 
 __all__ = ["BROKEN_IMAGE", "ImageMode", "Thumbnails"]
@@ -54,14 +55,14 @@ def make_thumbnail(path: str, side: int) -> bytes | None:
         The JPEG bytes, or ``None`` when the file is not a readable image.
     """
     try:
-        with Image.open(path) as opened:
+        with open_image(path) as opened:
             opened.draft("RGB", (side, side))  # JPEG sources decode at a fraction of their size
             # As the judge sees it: EXIF orientation applied, transparency on white.
             image = to_rgb(ImageOps.exif_transpose(opened))
             image.thumbnail((side, side), Image.Resampling.LANCZOS)
             buffer = io.BytesIO()
             image.save(buffer, format="JPEG", quality=_QUALITY, optimize=True)
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except (OSError, ImageDecodeError):
         return None
     return buffer.getvalue()
 

@@ -69,7 +69,9 @@ class GenerateRequest(BaseModel):
 
     image_urls: list[str] = Field(default_factory=list)
     prompt: str
-    seed: int | None = 0
+    # torch.Generator.manual_seed takes 64 bits; a larger seed is the
+    # client's error (400), not a failed render.
+    seed: int | None = Field(0, ge=-(2**63), le=2**64 - 1)
     true_cfg_scale: float = 4.0
     negative_prompt: str = " "
     num_inference_steps: int = Field(40, ge=1, le=1000)

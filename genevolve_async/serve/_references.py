@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import urllib.parse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -45,11 +44,13 @@ def _data_uri_bytes(uri: str, index: int) -> bytes:
 
 
 def _decode(item: str | bytes, index: int) -> Image.Image:
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
+
+    from .._decode import open_image
 
     data = _data_uri_bytes(item, index) if isinstance(item, str) else item
     try:
-        with Image.open(io.BytesIO(data)) as raw:
+        with open_image(data) as raw:
             return ImageOps.exif_transpose(raw).convert("RGB")
     # Broken files surface as many exception types (OSError, SyntaxError,
     # struct.error, DecompressionBombError...); all mean "not a usable image".

@@ -18,6 +18,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..renderers.diffusers import DEFAULT_MODEL
+from .limits import BodyReadTimeout, ServerLimits
+
+SERVER_LIMITS = ServerLimits()
+"""Slow-client limits `main` gives uvicorn (connections, header bytes, keep-alive, body time)."""
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -81,7 +85,10 @@ def create_app(
     )
     if pipelines is None and devices is None:
         devices = _default_devices()
-    return build_app(QwenService(settings, pipelines, devices or ()))
+    app = build_app(QwenService(settings, pipelines, devices or ()))
+    # A client that trickles its body holds a connection; give it a deadline.
+    app.add_middleware(BodyReadTimeout, seconds=SERVER_LIMITS.body_timeout)
+    return app
 
 
 def _default_devices() -> list[str]:
@@ -143,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         log_level=args.log_level,
         timeout_graceful_shutdown=int(args.shutdown_grace),
+        **SERVER_LIMITS.uvicorn_options(),
     )
 
 

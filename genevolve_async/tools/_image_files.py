@@ -18,7 +18,8 @@ from typing import BinaryIO
 import aiofiles
 import aiofiles.os
 import anyio
-from PIL import Image
+
+from .._decode import ImageDecodeError, open_image
 
 __all__ = [
     "FORMAT_EXTENSIONS",
@@ -86,21 +87,14 @@ def inspect_image(path: str | BinaryIO, max_pixels: int) -> str:
             many pixels.
     """
     try:
-        with Image.open(path, formats=_FORMATS) as image:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageRejectedError(
-                    "too_many_pixels", f"{width}x{height} exceeds {max_pixels} pixels"
-                )
+        with open_image(path, max_pixels=max_pixels, formats=_FORMATS, decodes=False) as image:
             image_format = image.format or ""
             # verify() walks the whole file (PNG chunk CRCs, GIF frames, ...)
             # without decoding pixels: cheap, and it catches truncation.
             image.verify()
-    except ImageRejectedError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ImageRejectedError("too_many_pixels", str(exc)) from exc
-    except Exception as exc:  # Pillow raises many types for bad bytes
+    except ImageDecodeError as exc:
+        raise ImageRejectedError(exc.reason, str(exc)) from exc
+    except Exception as exc:  # a file that vanished, say: still not an image we keep
         raise ImageRejectedError("not_image", f"{type(exc).__name__}: {exc}") from exc
     if image_format not in FORMAT_EXTENSIONS:
         raise ImageRejectedError("not_image", f"format {image_format!r} is not allowed")

@@ -219,7 +219,10 @@ def _checked(data: Any, endpoint: str, service: str, url: str) -> dict[str, Any]
     where = f"{service} {redact_url(url)}"
     detail = error if error else message
     if isinstance(detail, Mapping):
-        detail = detail.get("message") or _json.dumps(detail)
+        try:
+            detail = detail.get("message") or _json.dumps(detail)
+        except TypeError:  # orjson writes 255 levels; the answer may nest deeper
+            detail = "an error object nested too deeply to show"
     text = " ".join(str(detail or f"status {status}").split())[:_MAX_MESSAGE]
     lowered = text.lower()
     if status in (401, 403) or "unauthorized" in lowered or "api key" in lowered:

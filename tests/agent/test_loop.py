@@ -186,3 +186,17 @@ async def test_response_budget_caps_rounds(make_agent: Any) -> None:
     )
     # The first round leaves less than a full round of budget: the second is final.
     assert result.rounds == 2 and result.termination == "max_rounds_reached"
+
+
+def test_a_reply_is_bounded_by_its_real_size_not_its_token_count() -> None:
+    from genevolve_async.agent._loop import _MAX_CHARS_PER_TOKEN, _bounded
+    from genevolve_async.policy import ChatReply
+    from genevolve_async.policy._reply import TokenUsage
+
+    # 5 MB claimed to be one token: charged by size and cut to what max_tokens holds.
+    huge = ChatReply(content="x" * 5_000_000, usage=TokenUsage(completion_tokens=1))
+    reply, used = _bounded(huge, 4096)
+    assert len(reply.content or "") == 4096 * _MAX_CHARS_PER_TOKEN
+    assert reply.finish_reason == "length" and used == 4096
+    small = ChatReply(content="hello", usage=TokenUsage(completion_tokens=3))
+    assert _bounded(small, 4096) == (small, 3)

@@ -215,6 +215,7 @@ async def test_the_bad_corpus_through_the_pipeline_command(tmp_path: Path) -> No
         (14, "'id' must be a non-empty string or an integer"),
         (15, "not valid JSON"),
         (16, "not valid JSON"),
+        (38, "nested more than 64 levels deep"),
     ):
         assert f"line {line}: {words}" in output, (line, output[-3000:])
 
@@ -223,7 +224,7 @@ async def test_the_bad_corpus_through_the_pipeline_command(tmp_path: Path) -> No
     expected = {
         json.loads(line)["id"]
         for n, line in enumerate((BAD / "rows.jsonl").read_bytes().splitlines(), 1)
-        if n not in (2, 3, 4, 5, 6, 7, 9, 14, 15, 16)
+        if n not in (2, 3, 4, 5, 6, 7, 9, 14, 15, 16, 38)
     } | {"ten-megabytes"}
     assert [r["id"] for r in judged if "summary_type" not in r] == list(rows)
     assert set(rows) == expected and len(judged) >= len(expected)
@@ -409,7 +410,9 @@ async def test_a_reply_of_unclosed_braces_does_not_stall_the_loop(tmp_path: Path
             tg.cancel_scope.cancel()
     for result in results:
         assert result.termination == "answer", result.error
-        assert "not valid JSON" in _observations(result.to_dict())
+    assert "not valid JSON" in _observations(results[0].to_dict())
+    # 280 KB is more than a round's max_tokens can hold: cut, and the policy is told so.
+    assert "RESPONSE TOO LONG" in _observations(results[1].to_dict())
     # Generous bounds: the fixed parser needs milliseconds; the old one, minutes of
     # CPU on the loop's thread (which a busy machine does not inflate).
     assert probe.worst_cpu < 2.0, (probe.worst_cpu, probe.worst)
@@ -449,3 +452,175 @@ def test_top_k_is_always_made_sane(top_k: object) -> None:
     from genevolve_async.tools.search import clamp_top_k
 
     assert 1 <= clamp_top_k(top_k, default=5, maximum=10) <= 10
+
+
+# -- hostile input: hostile.json ---------------------------------------------------
+
+HOSTILE = _corpus("hostile.json")
+REPLY_CAP = 4096 * 16  # max_tokens_per_round times the most characters a token stands for
+
+
+def _hostile_replies() -> dict[str, str]:
+    cases = {k: v for k, v in HOSTILE["replies"].items() if not k.startswith("_")}
+    return {name: head + unit * n + tail for name, (head, unit, tail, n) in cases.items()}
+
+
+async def test_hostile_replies_neither_stall_the_loop_nor_grow_the_result() -> None:
+    """Megabytes that once cost seconds to minutes of parsing on the loop, or quadratic time."""
+    replies = _hostile_replies()
+    async with bad_sims() as sims:
+        sims.policy.canned_replies.update(replies)
+        probe = LoopLagProbe()
+        async with Runtime() as runtime, anyio.create_task_group() as tg:
+            tg.start_soon(probe.run)
+            agent = GenEvolveAgent(runtime=runtime, base_url=sims.urls["policy"] + "/v1", tools=[])
+            results = {
+                name: await agent.arun(f"[sim:canned={name}] a lighthouse", max_rounds=3)
+                for name in replies
+            }
+            tg.cancel_scope.cancel()
+    for name, result in results.items():
+        # Recovered next round, or the reply spent the response budget: classified either way.
+        assert result.termination == "answer" or result.error.kind == "no_answer", name
+        size = sum(len(str(m.get("content") or "")) for m in result.messages)
+        assert size < 3 * REPLY_CAP + 50_000, (name, size)  # cut to the cap, not kept whole
+    assert probe.worst < 2.0, probe.worst  # a generous hang detector: the fixed parsers need ms
+
+
+def _completion(name: str, body: Any) -> Any:
+    if body == "BIG":
+        content = "<think>" + "x" * 5_000_000
+        return {
+            "choices": [{"message": {"content": content}, "finish_reason": "stop"}],
+            "usage": {"completion_tokens": 1},
+        }
+    if body == "DEEP":
+        nested: Any = {"skill_name": "spatial_layout"}
+        for _ in range(240):  # as deep as the simulated server can still write
+            nested = {"a": nested}
+        call = {
+            "id": "c1",
+            "type": "function",
+            "function": {"name": "query_knowledge", "arguments": nested},
+        }
+        return {"choices": [{"message": {"content": None, "tool_calls": [call]}}]}
+    return body
+
+
+async def test_hostile_completion_bodies_end_classified_and_bounded() -> None:
+    bodies = {k: v for k, v in HOSTILE["completions"].items() if not k.startswith("_")}
+    retry = RetryPolicy(attempts=1, sleep=_no_sleep)
+    async with bad_sims() as sims, Runtime(retry=retry) as runtime:
+        agent = GenEvolveAgent(runtime=runtime, base_url=sims.urls["policy"] + "/v1", tools=[])
+        results = {}
+        for name, body in bodies.items():
+            sims.policy.fail_next(3 if body == "BIG" else 1, 200, body=_completion(name, body))
+            results[name] = await agent.arun("a lighthouse on a cliff", max_rounds=4)
+    for name in ("text-part-is-a-number", "text-part-is-an-object", "content-is-a-number"):
+        error = results[name].error
+        assert error is not None and error.kind == "bad_response", (name, error)
+        assert "content" in error.message
+    big = results["five-megabytes-of-one-token"]
+    assert big.error is None or big.error.kind in ERROR_KINDS - {"internal"}
+    # Three 5 MB replies claiming one token each: charged by size, cut to the cap.
+    assert len(json.dumps(big.to_dict())) < 4 * REPLY_CAP + 100_000
+    deep = results["native-arguments-240-deep"]
+    assert deep.termination == "answer", deep.error
+    assert "nested too deeply" in _observations(deep.to_dict())
+
+
+def _hostile_results(folder: Path) -> tuple[Path, list[str]]:
+    """results.json with one answered row per case of hostile.json's ``results``."""
+    from genevolve_async.sim import make_bomb_png
+
+    folder.mkdir(parents=True)
+    (folder / "images").mkdir()
+    good, bomb = folder / "good.png", folder / "bomb.png"
+    good.write_bytes(make_png((10, 20, 30)))
+    bomb.write_bytes(make_bomb_png(13_000, 13_000))
+    (folder / "images" / "ok.png").write_bytes(make_png((1, 2, 3)))
+    (folder / "gt.png").write_bytes(make_png((40, 90, 160)))
+    rows, names = [], []
+    for name, case in HOSTILE["results"].items():
+        if name.startswith("_"):
+            continue
+        img_id = case.get("img_id", "IMG_001")
+        local = str(bomb if case.get("reference") == "{bomb}" else good)
+        answer = {
+            "gen_prompt": "the first reference image",
+            "reference_images": [{"img_id": img_id}],
+        }
+        rows.append(
+            {
+                "id": name,
+                "prompt": "a lighthouse",
+                "gt_image": "gt.png",
+                "termination": "answer",
+                "gen_prompt": "the first reference image",
+                "reference_images": [{"img_id": img_id, "local_path": local}],
+                "registered_images": [{"img_id": img_id, "local_path": local}],
+                "messages": [
+                    {"role": "system", "content": "sys"},
+                    {"role": "user", "content": "a lighthouse"},
+                    {"role": "assistant", "content": f"<answer>{json.dumps(answer)}</answer>"},
+                ],
+                "success": True,
+                "image_path": case.get(
+                    "image_path", "" if "output_path" in case else "images/ok.png"
+                ),
+                **({"output_path": case["output_path"]} if "output_path" in case else {}),
+            }
+        )
+        names.append(name)
+    data = folder / "results.json"
+    data.write_text(json.dumps(rows))
+    return data, names
+
+
+async def test_hostile_results_files_are_refused_inside_their_folders(tmp_path: Path) -> None:
+    data, names = _hostile_results(tmp_path / "results")
+    before = _tree(tmp_path)
+    async with bad_sims() as sims:
+        env = _env(sims, tmp_path / "cache")
+        outputs = [
+            await _cli(
+                ["export", "--results", str(data.parent), "--out", str(tmp_path / "x")], env
+            ),
+            await _cli(
+                [
+                    "render",
+                    "--input",
+                    str(data),
+                    "--output-dir",
+                    str(tmp_path / "r"),
+                    "--service-url",
+                    sims.urls["qwen"],
+                    "--render-option",
+                    "long_side=128",
+                ],
+                env,
+            ),
+            await _cli(
+                ["evaluate", "--input", str(data), "--output-dir", str(tmp_path / "e")], env
+            ),
+        ]
+    assert "is not IMG_ followed by digits" in outputs[0]
+    exported = (tmp_path / "x" / "train.jsonl").read_text().splitlines()
+    assert len(exported) == 3  # the three rows whose ids are fine (paths are render's business)
+    rendered = {r["id"]: r for r in json.loads((tmp_path / "r" / "results.json").read_text())}
+    assert set(rendered) == set(names)
+    assert not rendered["reference-bomb"]["success"]
+    assert "over the limit" in rendered["reference-bomb"]["image_status"]
+    judged = {
+        r["id"]: r
+        for r in json.loads((tmp_path / "e" / "results_eval.json").read_text())
+        if "id" in r
+    }
+    for name in ("image-path-parent", "image-path-absolute", "image-path-nul"):
+        assert judged[name]["error_kind"] == "invalid_request", judged[name]
+        assert "is outside" in judged[name]["error"]
+    created = _tree(tmp_path) - before
+    outs = [tmp_path / d for d in ("x", "r", "e", "cache")]
+    assert all(any(p.is_relative_to(o) for o in outs) for p in created), sorted(map(str, created))
+    assert not await anyio.Path("/tmp/escaped").exists()
+    _assert_no_keys(outputs, *outs[:3])

@@ -3,8 +3,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
 
-from genevolve_async.judge import JudgeParseError, JudgeScores, parse_judge_reply
+from genevolve_async.judge import SCORE_FIELDS, JudgeParseError, JudgeScores, parse_judge_reply
+from tests._hostile import ADVERSARIAL_UNITS, LINEAR, adversarial, growth, replies
 
 
 def test_bare_json_object() -> None:
@@ -200,3 +202,33 @@ def test_scores_are_frozen() -> None:
     scores = JudgeScores(faithfulness=1, visual_correctness=1, text_accuracy=1, aesthetics=1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         scores.faithfulness = 0  # type: ignore[misc]
+
+
+# -- hostile input ---------------------------------------------------------------
+
+
+@settings(max_examples=400, deadline=None)
+@given(replies)
+def test_any_reply_gives_scores_or_a_parse_error(text: str) -> None:
+    try:
+        scores = parse_judge_reply(text)
+    except JudgeParseError:
+        return
+    assert all(isinstance(getattr(scores, f), float) for f in SCORE_FIELDS)
+
+
+@pytest.mark.parametrize("kind", sorted(ADVERSARIAL_UNITS))
+def test_cost_grows_linearly(kind: str) -> None:
+    ratio = growth(parse_judge_reply, lambda n: adversarial(kind, n), 3_000)
+    assert ratio < LINEAR, (kind, ratio)
+
+
+def test_a_verdict_inside_a_broken_outer_object_is_found() -> None:
+    text = '{ thinking {"faithfulness": 8, "visual_correctness": 7, "text_accuracy": 6, "aesthetics": 5} }'
+    assert parse_judge_reply(text).aesthetics == 5
+
+
+def test_spaces_after_the_colon_do_not_backtrack() -> None:
+    # Two \s* side by side made this quadratic: a megabyte of spaces took minutes.
+    with pytest.raises(JudgeParseError):
+        parse_judge_reply("faithfulness:" + " " * 200_000 + "x")

@@ -11,6 +11,8 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from genevolve_async import ConfigurationError, RetryPolicy, Runtime, RuntimeConfig
@@ -20,6 +22,7 @@ from genevolve_async.pipeline._commands import run_command
 from genevolve_async.pipeline._trajectory import plan_trajectory, sft_messages
 from genevolve_async.protocol import parse_reply
 from genevolve_async.sim import make_png
+from tests._hostile import json_values
 
 from ._sims import load_json, start_sims
 from .test_groups import run_sampled_pipeline, sim_overall
@@ -288,3 +291,48 @@ async def test_an_agent_registry_agrees_with_the_observations(sampled: Path) -> 
     assert [r["img_id"] for r in record["registered_images"]] == [
         img_id for img_id, _ in _registered(record["messages"])
     ]
+
+
+# -- hostile results files ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "img_id", ["../../x", "IMG_001/../../x", "IMG_001\n", "IMG_\u0661\u0662\u0663", "/etc/x"]
+)
+async def test_crafted_image_ids_are_refused_and_nothing_leaves_the_folder(
+    tmp_path: Path, img_id: str
+) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    record = _record(cache)
+    record["registered_images"] = [{"img_id": img_id, "local_path": str(cache / "a.png")}]
+    record["reference_images"] = [{"img_id": img_id, "local_path": str(cache / "a.png")}]
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps([record]))
+    before = await anyio.to_thread.run_sync(lambda: set(tmp_path.rglob("*")))
+    out = tmp_path / "deep" / "er" / "out"
+    report = await export_trajectories(folder, out)
+    assert report.trajectories == 0
+    assert any("is not IMG_ followed by digits" in reason for reason in report.skipped)
+    created = await anyio.to_thread.run_sync(lambda: set(tmp_path.rglob("*"))) - before
+    assert all(p == tmp_path / "deep" or p.is_relative_to(tmp_path / "deep") for p in created)
+    assert not await anyio.to_thread.run_sync(lambda: list(out.rglob("*.jpg")))
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    json_values,
+    st.sampled_from(["messages", "registered_images", "reference_images", "termination"]),
+)
+def test_any_results_row_is_planned_or_skipped_with_a_reason(
+    tmp_path: Path, value: Any, field: str
+) -> None:
+    record = _record(tmp_path, **{field: value})
+    try:
+        plan = plan_trajectory(record, 0)
+    except (TypeError, KeyError, AttributeError) as exc:  # pragma: no cover - the property
+        raise AssertionError(f"unclassified {type(exc).__name__} for {field}={value!r}") from exc
+    assert isinstance(plan, str) or plan.images is not None

@@ -238,3 +238,40 @@ async def test_async_reader_matches_the_sync_one(tmp_path: Path) -> None:
     got = [entry async for entry in aiter_entries(source, batch=64)]
     assert got == list(iter_entries(source))
     assert len(got) == 1001
+
+
+# -- hostile rows ------------------------------------------------------------------
+
+import tempfile  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tests._hostile import json_values, replies  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(json_values.map(json.dumps) | replies, max_size=8))
+def test_any_lines_give_rows_or_bad_rows_naming_the_line(lines: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        data = Path(folder) / "rows.jsonl"
+        data.write_text(
+            "\n".join(line.replace("\n", " ") for line in lines), "utf-8", "surrogatepass"
+        )
+        rows, bad = _split(InputSource(path=data))
+    assert all(b.line >= 1 and b.reason for b in bad)
+    for row in rows:
+        assert (
+            "/" not in row.safe_id
+            and "\\" not in row.safe_id
+            and row.safe_id not in ("", ".", "..")
+        )
+
+
+def test_a_row_nested_too_deep_is_a_bad_row(tmp_path: Path) -> None:
+    deep = {"id": "deep", "prompt": "x", "meta": json.loads("[" * 300 + "]" * 300)}
+    data = tmp_path / "rows.jsonl"
+    data.write_text(json.dumps({"id": "ok", "prompt": "x"}) + "\n" + json.dumps(deep) + "\n")
+    rows, bad = _split(InputSource(path=data))
+    assert [r.id for r in rows] == ["ok"]
+    assert bad[0].line == 2 and "nested more than 64 levels deep" in bad[0].reason

@@ -359,3 +359,38 @@ async def test_prompts_from_the_command_line(sims: Sims, runtime: Runtime, tmp_p
     assert [r["prompt"] for r in load_json(tmp_path / "out" / "results.json")] == list(
         source.prompts
     )
+
+
+class DeepStage(FakeStage):
+    """Answers records nested deeper than orjson writes for the ids in ``deep``."""
+
+    def __init__(self, deep: set[str]) -> None:
+        super().__init__()
+        self.deep = deep
+
+    async def process(self, row: InputRow) -> Outcome:
+        outcome = await super().process(row)
+        if row.id not in self.deep:
+            return outcome
+        nested: Any = "bottom"
+        for _ in range(300):  # as native tool-call arguments a model nested 300 deep
+            nested = {"arguments": nested}
+        return Outcome(record={**outcome.record, "tool_calls": nested}, ok=True)
+
+
+async def test_a_record_that_cannot_be_written_fails_its_item_not_the_batch(
+    tmp_path: Path,
+) -> None:
+    source = _jsonl(tmp_path / "in.jsonl", 6)
+    report = await run_batch(source, tmp_path / "out", [DeepStage({"2"})], options=QUIET)
+    assert report.progress[0].failed == 1
+    rows = {r["id"]: r for r in load_json(tmp_path / "out" / "results.json")}
+    assert set(rows) == {str(i) for i in range(6)}
+    error = rows["2"]["error"]
+    assert error["kind"] == "invalid_request" and "line 3" in error["message"]
+    assert "cannot be written" in error["message"]
+    # The resume reads the checkpoint back and retries only the failed item.
+    again = DeepStage(set())
+    await run_batch(source, tmp_path / "out", [again], options=QUIET)
+    assert again.seen == ["2"]
+    assert "error" not in {r["id"]: r for r in load_json(tmp_path / "out" / "results.json")}["2"]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import anyio.to_thread
 import pytest
+from hypothesis import HealthCheck, given, settings
 from PIL import Image
 
 from genevolve_async import AuthenticationError, GenEvolveAgent, Runtime, ServiceUnavailableError
@@ -16,6 +18,7 @@ from genevolve_async.pipeline import BatchAborted, InputRow, JudgeStage, RenderS
 from genevolve_async.renderers import QwenServiceRenderer
 from genevolve_async.sim import SimJudge, make_png
 from genevolve_async.tools import QueryKnowledge, ToolContext
+from tests._hostile import json_values
 
 from ._sims import Sims, start_sims
 
@@ -244,3 +247,44 @@ async def test_judge_stage_scores_or_explains(sims: Sims, tmp_path: Path) -> Non
         assert not outcome.ok and outcome.record["eval_success"] is False
         assert outcome.record["scores"] is None and words in outcome.record["error"]
     assert len(sims.judge.requests) == 2  # rows without both images are never sent
+
+
+# -- hostile results rows for evaluate -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"image_path": "../../secret.png"},
+        {"image_path": "images/../../secret.png"},
+        {"output_path": "/etc/hostname"},
+        {"image_path": "images/\x00.png"},
+    ],
+)
+async def test_evaluate_reads_generated_images_only_inside_its_folder(
+    tmp_path: Path, row: dict[str, Any]
+) -> None:
+    root = tmp_path / "results"
+    (root / "images").mkdir(parents=True)
+    (tmp_path / "secret.png").write_bytes(make_png((1, 2, 3)))
+    stage = JudgeStage(cast(Any, None), image_root=root)
+    found = await stage._generated(row)
+    assert isinstance(found, tuple)
+    kind, why = found
+    assert kind == "invalid_request" and "is outside" in why
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(json_values, json_values)
+async def test_any_image_fields_give_a_path_inside_or_a_reason(
+    tmp_path: Path, image_path: Any, output_path: Any
+) -> None:
+    stage = JudgeStage(cast(Any, None), image_root=tmp_path)
+    found = await stage._generated({"image_path": image_path, "output_path": output_path})
+    if isinstance(found, Path):
+        root = await anyio.to_thread.run_sync(os.path.realpath, tmp_path)
+        assert str(found).startswith(root)
+    else:
+        assert found[0] in ("invalid_request", "missing_image") and found[1]

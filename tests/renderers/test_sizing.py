@@ -50,3 +50,22 @@ def test_resolve_size_explicit_and_partial() -> None:
     assert resolve_size(None, 320, None) == (320, 320)
     with pytest.raises(ValueError, match="positive"):
         resolve_size((800, 600), 0, 48)
+
+
+@pytest.mark.parametrize(
+    ("reference", "width", "height"),
+    [((1, 4000), 8192, None), ((4000, 1), None, 8192), (None, 9000, 9000), ((1, 1), 20_000, 16)],
+)
+def test_the_final_size_is_checked_after_the_aspect_arithmetic(
+    reference: tuple[int, int] | None, width: int | None, height: int | None
+) -> None:
+    from genevolve_async import ConfigurationError
+
+    # width 8192 with a 1 x 4000 reference once gave a height of 32,768,000.
+    with pytest.raises(ConfigurationError, match="each side must be 1 to 8192"):
+        resolve_size(reference, width, height)
+
+
+def test_a_long_side_over_the_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match="each side"):
+        output_size((10, 10), long_side=100_000)

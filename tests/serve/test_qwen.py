@@ -22,6 +22,7 @@ from fastapi import FastAPI  # noqa: E402
 
 from genevolve_async.serve import qwen  # noqa: E402
 from genevolve_async.serve.qwen import create_app  # noqa: E402
+from genevolve_async.sim import make_bomb_png  # noqa: E402
 
 
 def png_bytes(
@@ -142,6 +143,14 @@ async def test_size_follows_first_reference_when_not_given() -> None:
         ({"image_urls": ["ftp://example.invalid/a.png"]}, "data URI or an http(s) URL"),
         ({"prompt": None}, "prompt"),
         ({"num_images_per_prompt": 2}, "num_images_per_prompt"),
+        ({"seed": 2**80}, "seed"),
+        ({"seed": -(2**70)}, "seed"),
+        ({"image_urls": [data_uri(make_bomb_png(13_000, 13_000))] * 4}, "over the limit"),
+        ({"image_urls": [data_uri(make_bomb_png(30_000, 30_000))]}, "not a decodable image"),
+        (
+            {"image_urls": [data_uri(png_bytes((1, 4000)))], "width": 8192, "height": None},
+            "each side must be 1 to 8192",
+        ),
     ],
 )
 async def test_bad_requests_are_400(overrides: dict[str, Any], message: str) -> None:
@@ -378,6 +387,9 @@ def test_cli_parses_and_runs_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     (call,) = calls
     assert (call["host"], call["port"]) == ("127.0.0.1", 8123)
+    # Slow clients are bounded: connections, header bytes, idle keep-alive.
+    assert call["limit_concurrency"] and call["h11_max_incomplete_event_size"]
+    assert call["timeout_keep_alive"] <= 30
     health = call["app"].state.service.health()
     assert health["devices"] == ["cuda:0", "cuda:1"]
     assert health["max_queue"] == 3 and health["model"] == "some/model"

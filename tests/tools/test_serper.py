@@ -8,11 +8,14 @@ from typing import Any
 import anyio
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from genevolve_async import (
     AuthenticationError,
     BadResponseError,
     ConfigurationError,
+    GenEvolveError,
     ProviderLimits,
     RateLimitedError,
     RetryPolicy,
@@ -23,6 +26,7 @@ from genevolve_async import (
 from genevolve_async._limits import max_in_window
 from genevolve_async.sim import SimSerper, SimServer
 from genevolve_async.tools import SerperBackend
+from tests._hostile import json_values
 
 from ._fakes import KEY
 
@@ -245,3 +249,56 @@ async def test_timeouts_are_unavailable_errors(runtime: Runtime) -> None:
         backend = SerperBackend(base_url=server.url, api_key=KEY, timeout=0.1)
         with pytest.raises(ServiceUnavailableError, match="timed out"):
             await backend.search(rt, "q", 5)
+
+
+# -- hostile answers -----------------------------------------------------------------
+
+
+_answers = json_values | st.fixed_dictionaries(
+    {},
+    optional={
+        "organic": st.lists(
+            json_values
+            | st.dictionaries(
+                st.sampled_from(["title", "link", "snippet", "position"]), json_values
+            )
+        ),
+        "images": st.lists(
+            json_values
+            | st.dictionaries(
+                st.sampled_from(["imageUrl", "title", "imageWidth", "link"]), json_values
+            )
+        ),
+        "error": json_values,
+        "message": json_values,
+        "statusCode": json_values,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_answers, st.sampled_from(["search", "images"]))
+async def test_any_answer_gives_results_or_a_classified_error(answer: Any, endpoint: str) -> None:
+    backend = SerperBackend(base_url="http://127.0.0.1:9", api_key=KEY)
+
+    async def canned(runtime: Any, endpoint_: str, query: str, num: int) -> dict[str, Any]:
+        from genevolve_async.tools._serper import _checked
+
+        return _checked(answer, endpoint_, "serper", "http://127.0.0.1:9/" + endpoint_)
+
+    backend._call = canned  # type: ignore[method-assign]
+    try:
+        results = await getattr(backend, endpoint)(None, "q", 10)
+    except GenEvolveError:
+        return
+    assert len(results) <= 10
+
+
+def test_an_error_nested_past_orjson_depth_is_still_classified() -> None:
+    from genevolve_async.tools._serper import _checked
+
+    nested: Any = {"code": 1}
+    for _ in range(300):
+        nested = {"inner": nested}
+    with pytest.raises(GenEvolveError, match="nested too deeply"):
+        _checked({"error": nested}, "search", "serper", "http://127.0.0.1:9/search")
