@@ -17,9 +17,12 @@ most ``rate`` of them fit. The price is the budget fraction
 ``1 / (1 + slack)``: 95% at the default 50 ms. No shared clock is needed,
 only clocks that tick at the same rate.
 
-Leases reach at most ``horizon`` seconds ahead (at least one slot), so one
-worker never holds a long stretch of the budget while others wait, and a
-lease costs one round trip (about 1-2 ms) for up to ``max_batch`` grants.
+A lease holds ``horizon`` seconds of slots from the schedule's next free
+one (at least one, at most ``max_batch``, no more than the worker wants),
+and a worker asks again only once it has handed them all out and its last
+slot is within ``horizon`` of now: no worker holds much more than a horizon
+of the budget while others wait, nobody polls, and one round trip (about
+1-2 ms) buys up to ``max_batch`` grants.
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ class Lease:
     """Each grant's slot, in seconds from the service's "now"."""
     slack: float = 0.0
     """How long after its slot a grant may still be used."""
-    retry_in: float = 0.0
-    """With no grants: when the next slot comes within reach."""
+    horizon: float = 0.0
+    """The worker asks again only once its last slot is this close."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -104,17 +107,16 @@ class LimiterService:
             )
         now = self._clock()
         start = max(now, schedule.next_slot)
-        reach = max(self.horizon, schedule.spacing)
-        if start - now > reach:
-            return Lease(retry_in=start - now - reach)
-        room = math.floor((now + reach - start) / schedule.spacing) + 1
+        room = math.floor(self.horizon / schedule.spacing) + 1
         count = max(1, min(want, self.max_batch, room))
         schedule.next_slot = start + count * schedule.spacing
         schedule.granted += count
         schedule.leases += 1
         base = start - now
         return Lease(
-            delays=tuple(base + i * schedule.spacing for i in range(count)), slack=self.slack
+            delays=tuple(base + i * schedule.spacing for i in range(count)),
+            slack=self.slack,
+            horizon=self.horizon,
         )
 
     async def report_quarantine(self, provider: str, url: str, seconds: float) -> None:
@@ -173,6 +175,8 @@ class LeasedRateGate(RateGate):
         self._wanting = 0
         self._refilling = False
         self._arrived = anyio.Event()
+        self._last_slot = 0.0
+        self._horizon = 0.0
 
     async def acquire(self) -> None:
         while True:
@@ -209,22 +213,24 @@ class LeasedRateGate(RateGate):
             self._arrived = anyio.Event()
 
     async def _refill(self) -> None:
-        while True:
-            sent = self._clock()
-            lease: Lease = await self._lease(self.provider, self.rate, max(1, self._wanting))
-            received = self._clock()
-            self.stats.leases += 1
-            self.stats.lease_seconds += received - sent
-            if not lease.delays:
-                await anyio.sleep(lease.retry_in)
-                continue
-            for delay in lease.delays:
-                lo, hi = received + delay, sent + delay + lease.slack
-                if lo <= hi:
-                    self._slots.append((lo, hi))
-                else:
-                    self.stats.expired += 1  # the round trip outlasted the slack
-            return
+        # Hold at most about one horizon of the budget ahead: the rest is for others.
+        ahead = self._last_slot - self._clock() - self._horizon
+        if ahead > 0:
+            await anyio.sleep(ahead)
+        sent = self._clock()
+        lease: Lease = await self._lease(self.provider, self.rate, max(1, self._wanting))
+        received = self._clock()
+        self.stats.leases += 1
+        self.stats.lease_seconds += received - sent
+        self._horizon = lease.horizon
+        if lease.delays:
+            self._last_slot = received + lease.delays[-1]
+        for delay in lease.delays:
+            lo, hi = received + delay, sent + delay + lease.slack
+            if lo <= hi:
+                self._slots.append((lo, hi))
+            else:
+                self.stats.expired += 1  # the round trip outlasted the slack
 
 
 def gate_factory(
