@@ -1,4 +1,4 @@
-"""One local Ray instance for every cluster test: 2 CPUs, a small object store."""
+"""One local Ray instance for the cluster tests (torn down after them): 2 CPUs, a small object store."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ ray = pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_address() -> Iterator[str]:
     """The session's Ray instance (started once; its GCS address for other drivers)."""
     ray.init(
