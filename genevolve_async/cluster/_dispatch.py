@@ -90,6 +90,8 @@ class WorkerInfo:
     alive: bool = True
     taken: int = 0
     """Items it pulled."""
+    start_cpu: float = 0.0
+    """Its process's CPU seconds once started (the bench subtracts start-up)."""
 
 
 class Dispatcher:
@@ -167,10 +169,10 @@ class Dispatcher:
     async def _start(self, actor: Any, slot: int) -> WorkerInfo:
         handle = actor.remote(self.spec)
         try:
-            pid = await handle.start.remote()
+            pid, cpu = await handle.start.remote()
         except Exception as exc:
             raise BatchAborted(f"a Ray worker could not start: {_cause(exc)}") from None
-        return WorkerInfo(slot=slot, handle=handle, pid=pid)
+        return WorkerInfo(slot=slot, handle=handle, pid=pid, start_cpu=cpu)
 
     async def _supervise(self, actor: Any, info: WorkerInfo) -> None:
         restarts = self.max_restarts
@@ -255,7 +257,10 @@ class Dispatcher:
             if info.alive:
                 with anyio.move_on_after(5):
                     try:
-                        self.final_stats.append(await info.handle.stats.remote())
+                        stats = await info.handle.stats.remote()
+                        self.final_stats.append(
+                            {**stats, "start_cpu": info.start_cpu, "taken": info.taken}
+                        )
                         await info.handle.close.remote()
                     except Exception:  # it is going away either way
                         pass

@@ -129,6 +129,10 @@ class LimiterService:
         fresh = [(p, u, until - now) for p, u, until in self._quarantines[since:] if until > now]
         return len(self._quarantines), fresh
 
+    async def cpu_seconds(self) -> float:
+        """This process's CPU time (the bench's coordinator share)."""
+        return time.process_time()
+
     async def stats(self) -> dict[str, dict[str, Any]]:
         """Grants and leases per provider."""
         return {

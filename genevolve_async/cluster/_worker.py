@@ -105,8 +105,8 @@ class RolloutWorker:
         self._polled = 0.0
         self._hooked: set[int] = set()
 
-    async def start(self) -> int:
-        """Open the runtime and build the stage; returns the process id."""
+    async def start(self) -> tuple[int, float]:
+        """Open the runtime and build the stage; the process id and its CPU seconds so far."""
         service = self.spec.service
         gates = gate_factory(service.lease.remote) if service is not None else None
         config = RuntimeConfig(
@@ -117,7 +117,7 @@ class RolloutWorker:
         self._runtime = await self._stack.enter_async_context(Runtime(config))
         self._stage = self.spec.build(self._runtime)
         await self._stage.prepare()
-        return os.getpid()
+        return os.getpid(), time.process_time()
 
     async def run(self, rows: list[InputRow]) -> AsyncIterator[tuple[str, Outcome | Fatal]]:
         """Run ``rows`` at once; yield ``(id, outcome)`` for each as it ends."""
