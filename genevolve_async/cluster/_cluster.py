@@ -33,8 +33,8 @@ from ..pipeline._runner import BatchOptions, BatchReport, run_batch
 from ..pipeline._stages import RolloutStage, Stage, is_fatal
 from ..tools import Tool
 from ._dispatch import Dispatcher
-from ._limiter import LimiterService
-from ._ray import NAMESPACE, connect, disconnect, import_ray
+from ._join import limiter_actor
+from ._ray import connect, disconnect, import_ray
 from ._stage import ClusterRolloutStage
 from ._worker import WorkerSpec
 
@@ -133,7 +133,10 @@ class Cluster:
             if not self.workers:
                 resources = await anyio.to_thread.run_sync(ray.cluster_resources)
                 self.workers = max(1, int(resources.get("CPU", 1) // max(self.worker_cpus, 1e-9)))
-            self.service = await anyio.to_thread.run_sync(self._limiter_actor, ray)
+            name = self.limiter_name or f"genevolve-limits-{uuid.uuid4().hex[:8]}"
+            self.service = await anyio.to_thread.run_sync(
+                functools.partial(limiter_actor, name, detached=self.limiter_name is not None)
+            )
         except BaseException:
             await self._leave()
             raise
@@ -155,17 +158,6 @@ class Cluster:
             if self._connected:
                 self._connected = False
                 await disconnect()
-
-    def _limiter_actor(self, ray: Any) -> Any:
-        actor = ray.remote(LimiterService).options(
-            name=self.limiter_name or f"genevolve-limits-{uuid.uuid4().hex[:8]}",
-            namespace=NAMESPACE,
-            lifetime="detached" if self.limiter_name else None,
-            get_if_exists=True,
-            num_cpus=0,
-            max_concurrency=1000,
-        )
-        return actor.remote()
 
     @asynccontextmanager
     async def job(self, build: Callable[[Runtime], RolloutStage]) -> AsyncIterator[Dispatcher]:

@@ -10,17 +10,19 @@ from .._limits import RateGateFactory
 from ._limiter import LimiterService, gate_factory
 from ._ray import NAMESPACE, connect, import_ray
 
-__all__ = ["join_limits"]
+__all__ = ["join_limits", "limiter_actor"]
 
 DEFAULT_SERVICE = "genevolve-limits"
 
 
-def _service(name: str) -> Any:
+def limiter_actor(name: str, *, detached: bool = True) -> Any:
+    """The named limiter service in our namespace, made if nobody has (blocking)."""
     ray = import_ray()
     actor = ray.remote(LimiterService).options(
         name=name,
         namespace=NAMESPACE,
-        lifetime="detached",  # outlives any one worker: the others keep sharing it
+        # Detached, it outlives any one process: the others keep sharing it.
+        lifetime="detached" if detached else None,
         get_if_exists=True,
         num_cpus=0,
         max_concurrency=1000,
@@ -49,5 +51,5 @@ async def join_limits(
         ConfigurationError: Ray is missing, or nothing answers at ``address``.
     """
     await connect(address)
-    service = await anyio.to_thread.run_sync(_service, name)
+    service = await anyio.to_thread.run_sync(limiter_actor, name)
     return gate_factory(service.lease.remote)

@@ -206,6 +206,7 @@ async def test_an_address_that_does_not_answer_fails_within_seconds(tmp_path: Pa
             "--ray",
             "127.0.0.1:9",
             "--quiet",
+            "--no-preflight",
         ],
         {**os.environ, "PYTHONPATH": str(ROOT)},
     )
