@@ -72,7 +72,7 @@ async def test_map_streams_every_row_from_both_workers(sims: Sims, tmp_path: Pat
 async def test_two_workers_give_the_single_process_records_within_the_limit(
     sims: Sims, tmp_path: Path
 ) -> None:
-    data = write_bench(tmp_path / "bench", bench_rows(30))
+    data = write_bench(tmp_path / "bench", bench_rows(20))
     limits = {"serper": ProviderLimits(rate=RATE)}
     options = BatchOptions(quiet=True)
     single_cache, cluster_cache = tmp_path / "c1", tmp_path / "c2"
@@ -165,10 +165,10 @@ async def _cli(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
     return result.returncode, result.stdout.decode() + result.stderr.decode()
 
 
-async def test_the_run_command_on_ray_matches_a_single_process_run(
+async def test_the_run_command_on_ray_matches_a_single_process_run_and_resumes_a_killed_driver(
     sims: Sims, tmp_path: Path, ray_address: str
 ) -> None:
-    data = write_bench(tmp_path / "bench", bench_rows(24))
+    data = write_bench(tmp_path / "bench", bench_rows(16))
     common = ["run", "--input", str(data), "--base-url", sims.policy_url, "--seed", "4"]
     common += ["--search-rps", str(RATE), "--parallel", "8", "--quiet"]
     code, output = await _cli(
@@ -177,19 +177,35 @@ async def test_the_run_command_on_ray_matches_a_single_process_run(
     assert code == 0, output
     sims.serper.arrivals["search"].clear()
     sims.serper.arrivals["images"].clear()
+
     argv = [*common, "--output-dir", str(tmp_path / "two"), "--ray", ray_address, "--workers", "2"]
-    code, output = await _cli(argv, _cli_env(sims, tmp_path / "c2"))
+    checkpoint = tmp_path / "two" / "rollouts.jsonl"
+    env = _cli_env(sims, tmp_path / "c2")
+    driver = await anyio.open_process(
+        [sys.executable, "-m", "genevolve_async", *argv], env=env, cwd=ROOT
+    )
+    try:
+        with anyio.fail_after(120):
+            # Nothing to wait on but the file itself: poll it.
+            while _lines(checkpoint) < 7:  # the header and 6 items
+                assert driver.returncode is None, "the run ended before the kill could land"
+                await anyio.sleep(0.02)
+        driver.send_signal(signal.SIGKILL)  # the driver: its workers go with it
+        await driver.wait()
+    finally:
+        if driver.returncode is None:
+            driver.kill()
+            await driver.wait()
+    assert not (tmp_path / "two" / "results.json").exists()
+    code, output = await _cli(argv, env)  # the same command again resumes
     assert code == 0, output
+
+    ids = [line["id"] for line in checkpoint_lines(checkpoint)]
+    assert sorted(ids, key=int) == [str(i) for i in range(16)]  # every id exactly once
     one = load_json(tmp_path / "one" / "results.json")
     two = load_json(tmp_path / "two" / "results.json")
     assert _comparable(two, tmp_path / "c2") == _comparable(one, tmp_path / "c1")
     assert max_in_window(sims.serper.request_times()) <= RATE
-    # The same settings: a single-process run resumes the cluster's checkpoint as finished.
-    code, output = await _cli(
-        [*common, "--output-dir", str(tmp_path / "two")], _cli_env(sims, tmp_path / "c2")
-    )
-    assert code == 0, output
-    assert len(checkpoint_lines(tmp_path / "two" / "rollouts.jsonl")) == 24
 
 
 async def test_an_address_that_does_not_answer_fails_within_seconds(tmp_path: Path) -> None:
