@@ -84,10 +84,22 @@ async def _cluster_run(
         "cpu_ms_per_rollout": round(1000 * (worker_cpu + driver_cpu + service_cpu) / done, 3),
         "coordinator_cpu_ms_per_rollout": round(1000 * (driver_cpu + service_cpu) / done, 3),
         "items_per_worker": [s.get("taken") for s in stats],
+        # Each worker routes on its own view: how evenly that spreads the cluster's calls.
+        "policy_requests_per_replica": _per_replica(stats),
     }
     if serper_rate:
         row["rate_limited"] = _rate_figures(stats, service, serper_rate)
     return row
+
+
+def _per_replica(stats: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Policy requests by replica URL, one count per worker."""
+    out: dict[str, list[int]] = {}
+    for worker in stats:
+        for key, figures in worker.get("endpoints", {}).items():
+            if key.startswith("policy:"):
+                out.setdefault(key.removeprefix("policy:"), []).append(figures["requests"])
+    return out
 
 
 def _rate_figures(
