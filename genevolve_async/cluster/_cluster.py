@@ -202,6 +202,9 @@ class Cluster:
         Rows are dicts as in a JSONL input (``id``, ``prompt`` or
         ``question``, extra fields) or plain requests. Bad rows are skipped and
         kept in :attr:`bad_rows`. No checkpoint is written (see :meth:`run_batch`).
+        To stop before the end, close the iterator in the task that reads it
+        (``async with contextlib.aclosing(cluster.map(...)) as records:``): it
+        holds the job's workers and task group until closed.
 
         Raises:
             BatchAborted: A failure every rollout would share (a refused key),
