@@ -24,6 +24,8 @@ import anyio
 __all__ = ["Endpoint", "EndpointPool", "EndpointStats"]
 
 Probe = Callable[["Endpoint"], Awaitable[bool]]
+QuarantineHook = Callable[["Endpoint", float], None]
+"""Told of each quarantine this pool decides (the endpoint, its seconds out)."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -94,6 +96,8 @@ class EndpointPool:
         self._tiebreak = itertools.count()
         self._room = anyio.Event()
         self._waiting = 0
+        self.on_quarantine: QuarantineHook | None = None
+        """Called when this pool quarantines an endpoint (a cluster worker tells the others)."""
 
     def set_capacity(self, endpoint: Endpoint, capacity: int | None) -> None:
         """Change an endpoint's cap (e.g. from the GPU count its health reports)."""
@@ -131,6 +135,17 @@ class EndpointPool:
         ):
             self._quarantine(endpoint)
 
+    def quarantine_url(self, url: str, seconds: float) -> None:
+        """Take ``url`` out for ``seconds``: another process's pool found it failing.
+
+        The hook is not called: the quarantine is already known where it came from.
+        """
+        for endpoint in self.endpoints:
+            if endpoint.url == url and endpoint.quarantined_until is None:
+                endpoint.quarantined_until = self._clock() + seconds
+                endpoint.stats.quarantines += 1
+                self._wake()
+
     def healthy(self) -> list[Endpoint]:
         return [e for e in self.endpoints if e.quarantined_until is None]
 
@@ -142,6 +157,8 @@ class EndpointPool:
         endpoint.quarantined_until = self._clock() + self.cooldown
         endpoint.stats.quarantines += 1
         self._wake()
+        if self.on_quarantine is not None:
+            self.on_quarantine(endpoint, self.cooldown)
 
     def _restore(self, endpoint: Endpoint) -> None:
         endpoint.quarantined_until = None

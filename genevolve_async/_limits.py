@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
 from aiolimiter import AsyncLimiter
 
-__all__ = ["LimiterStats", "ProviderLimiter", "ProviderLimits", "max_in_window"]
+__all__ = [
+    "LimiterStats",
+    "ProviderLimiter",
+    "ProviderLimits",
+    "RateGate",
+    "RateGateFactory",
+    "max_in_window",
+]
 
 # Float rounding in the bucket's leak arithmetic may admit a grant a few
 # nanoseconds early; spacing grants by a hair more than 1/rate keeps the
@@ -36,6 +45,23 @@ class ProviderLimits:
     def per_minute(cls, rpm: float, *, max_in_flight: int | None = None) -> ProviderLimits:
         """Limits from a requests-per-minute budget."""
         return cls(rate=rpm / 60.0, max_in_flight=max_in_flight)
+
+
+class RateGate(Protocol):
+    """Where a limiter's rate grants come from: one ``await acquire()`` per request.
+
+    The default is a local burst-free bucket; a cluster plugs in a gate that
+    leases grants from a shared service (:mod:`genevolve_async.cluster`), so
+    the rate holds over every process together.
+    """
+
+    async def acquire(self) -> None:
+        """Wait for one grant."""
+        ...
+
+
+RateGateFactory = Callable[[str, "ProviderLimits"], RateGate]
+"""Makes the rate gate of a provider (its name and limits); see ``RuntimeConfig.rate_gates``."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -61,7 +87,12 @@ class ProviderLimiter:
     """
 
     def __init__(
-        self, name: str, limits: ProviderLimits | None = None, *, record_grants: bool = False
+        self,
+        name: str,
+        limits: ProviderLimits | None = None,
+        *,
+        record_grants: bool = False,
+        gate: RateGate | None = None,
     ) -> None:
         limits = limits or ProviderLimits()
         if limits.rate is not None and limits.rate <= 0:
@@ -71,7 +102,9 @@ class ProviderLimiter:
         self.name = name
         self.limits = limits
         self.stats = LimiterStats()
-        self._bucket = AsyncLimiter(1, _SAFETY / limits.rate) if limits.rate is not None else None
+        self._bucket: RateGate | None = None
+        if limits.rate is not None:
+            self._bucket = gate if gate is not None else AsyncLimiter(1, _SAFETY / limits.rate)
         self._slots = (
             anyio.Semaphore(limits.max_in_flight, fast_acquire=True)
             if limits.max_in_flight is not None
@@ -83,6 +116,11 @@ class ProviderLimiter:
         the bucket's own reading of the event loop's clock when it granted, so that
         a pause of this process (a busy machine, a garbage collection) between the
         grant and its recording cannot make the record look bunched."""
+
+    @property
+    def gate(self) -> RateGate | None:
+        """Where rate grants come from (``None`` without a rate)."""
+        return self._bucket
 
     @property
     def in_flight(self) -> int:

@@ -24,7 +24,7 @@ import anyio
 
 from ._endpoints import EndpointPool, Probe
 from ._errors import RuntimeClosedError
-from ._limits import ProviderLimiter, ProviderLimits
+from ._limits import ProviderLimiter, ProviderLimits, RateGateFactory
 from ._retry import RetryPolicy
 from ._wire import WireClient
 
@@ -59,6 +59,9 @@ class RuntimeConfig:
     """Per-provider limits, by provider name (``policy``, ``serper``, ...)."""
     record_grants: bool = False
     """Keep each limiter's grant timestamps (bench and tests)."""
+    rate_gates: RateGateFactory | None = None
+    """Where rate grants come from for providers with a rate (``None``: a local
+    bucket). A cluster worker's runtime leases them from the cluster's limiter."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -192,8 +195,13 @@ class Runtime:
         """The provider's limiter, created on first use from ``config.limits``."""
         limiter = self._limiters.get(provider)
         if limiter is None:
+            limits = self.config.limits.get(provider)
+            gates = self.config.rate_gates
             limiter = ProviderLimiter(
-                provider, self.config.limits.get(provider), record_grants=self.config.record_grants
+                provider,
+                limits,
+                record_grants=self.config.record_grants,
+                gate=gates(provider, limits) if gates and limits and limits.rate else None,
             )
             self._limiters[provider] = limiter
         return limiter

@@ -111,3 +111,20 @@ def test_bad_configuration() -> None:
         EndpointPool([])
     with pytest.raises(ValueError):
         EndpointPool(["a"], capacity=[1, 2])
+
+
+async def test_a_quarantine_from_elsewhere_takes_the_url_out_without_echoing_it() -> None:
+    clock = [0.0]
+    pool = EndpointPool(["http://a", "http://b"], cooldown=30.0, clock=lambda: clock[0])
+    told: list[tuple[str, float]] = []
+    pool.on_quarantine = lambda endpoint, seconds: told.append((endpoint.url, seconds))
+    pool.quarantine_url("http://a", 5.0)  # another worker decided it
+    assert [e.url for e in pool.healthy()] == ["http://b"]
+    assert told == []  # not reported back to where it came from
+    b = pool.endpoints[1]
+    for _ in range(pool.quarantine_after):
+        pool.report(b, ok=False)
+    assert told == [("http://b", 30.0)]  # our own decision is told to the others
+    clock[0] = 6.0
+    async with pool.lease() as endpoint:
+        assert endpoint.url == "http://a"  # its quarantine ran out here too

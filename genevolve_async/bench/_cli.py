@@ -220,6 +220,24 @@ def _parser() -> argparse.ArgumentParser:
         "figures measure the runtime rather than this machine's disk; name a disk folder to include it)",
     )
     p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="after the single-process run, the same load on Ray workers (a local instance "
+        "without ADDRESS), the limiter alone, and a Serper-limited run over 2 workers",
+    )
+    p.add_argument(
+        "--workers", default="1,2", help="worker counts of the --ray runs (default: %(default)s)"
+    )
+    p.add_argument(
+        "--cluster-serper-rate",
+        type=float,
+        default=20.0,
+        help="Serper limit of the rate-limited --ray run (default: %(default)s/s)",
+    )
+    p.add_argument(
         "--result-dir",
         type=Path,
         default=Path("bench-results"),
@@ -377,6 +395,21 @@ async def _run(args: argparse.Namespace, report: dict[str, Any]) -> None:
                             progress=progress,
                         )
                     report["runs"].append({**ref, **tag})
+        if args.ray is not None:
+            from ._cluster import run_cluster_suite
+
+            level = _levels(args)[0]
+            report["cluster"] = await run_cluster_suite(
+                address=args.ray or None,
+                worker_counts=[int(v) for v in args.workers.split(",") if v.strip()],
+                policy_urls=urls["policy"],
+                serper_url=urls["serper"],
+                num_rollouts=args.num_rollouts or 10 * level,
+                concurrency=level,
+                scenario=scenario,
+                serper_rate=args.cluster_serper_rate,
+                image_root=image_root,
+            )
 
 
 def _showing(progress: StageProgress, quiet: bool) -> AbstractAsyncContextManager[None]:
@@ -431,6 +464,8 @@ def main(argv: list[str] | None = None) -> None:
     print(_table(report["runs"]))
     for ratio in report["ratios"]:
         print(_ratio_line(ratio))
+    for row in report.get("cluster", ()):
+        print(json.dumps(row))
     if args.repeat > 1:
         report["medians"] = medians(report["runs"], report["ratios"])
         ratio_keys = sorted({k for m in report["medians"] for k in m if "_ratio_vs_" in k})

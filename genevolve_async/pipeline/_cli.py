@@ -216,6 +216,12 @@ def _judge_options(p: argparse.ArgumentParser, *, pipeline: bool) -> None:
         g.add_argument("--judge-parallel", type=int, default=DEFAULT_PARALLEL["evaluate"])
 
 
+def _cluster_options(p: argparse.ArgumentParser) -> None:
+    from ..cluster._cli import add_cluster_options  # argparse only: Ray is imported later
+
+    add_cluster_options(p)
+
+
 def _export_parser(sub: Any) -> None:
     p = sub.add_parser(
         "export",
@@ -289,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     _batch_options(p, "run", prompts=True)
     _policy_options(p)
     add_original_flags(p, "run")
+    _cluster_options(p)
     p = add("render", help="render results.json -> images and results.json")
     _batch_options(p, "render", prompts=False)
     _render_options(p, pipeline=False)
@@ -303,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     _render_options(p, pipeline=True)
     _judge_options(p, pipeline=True)
     add_original_flags(p, "pipeline")
+    _cluster_options(p)
     p = add("merge", help="join the checkpoints of shards into one output folder")
     p.add_argument(
         "sources", nargs="+", type=Path, help="shard output folders (or checkpoint files)"

@@ -49,6 +49,7 @@ __all__ = [
     "finalize_folder",
     "judge_endpoint",
     "render_options",
+    "rollout_stage",
     "run_command",
 ]
 
@@ -245,6 +246,16 @@ def _eval_outputs(args: argparse.Namespace) -> EvalOutputs:
     )
 
 
+def rollout_stage(args: argparse.Namespace, runtime: Runtime) -> RolloutStage:
+    """The rollout stage the flags describe (cluster workers build theirs with it too)."""
+    return RolloutStage(
+        _agent(args, runtime),
+        parallel=args.parallel,
+        timeout=args.rollout_timeout,
+        samples_per_prompt=args.samples_per_prompt,
+    )
+
+
 def _kinds(command: str) -> tuple[StageKind, ...]:
     if command == "pipeline":
         return ("run", "render", "evaluate")
@@ -269,15 +280,7 @@ async def _batch(args: argparse.Namespace) -> int:
     async with Runtime(limits=limits) as runtime, AsyncExitStack() as stack:
         stages: list[Stage] = []
         if "run" in kinds:
-            agent = _agent(args, runtime)
-            stages.append(
-                RolloutStage(
-                    agent,
-                    parallel=args.parallel,
-                    timeout=args.rollout_timeout,
-                    samples_per_prompt=args.samples_per_prompt,
-                )
-            )
+            stages.append(rollout_stage(args, runtime))
         if "render" in kinds:
             keywords = {
                 **render_options(args.render_option),
@@ -321,7 +324,14 @@ async def _batch(args: argparse.Namespace) -> int:
             quiet=args.quiet,
             handle_signals=True,
         )
-        report = await run_batch(source, out_dir, stages, options=options)
+        if getattr(args, "ray", None) is not None:
+            from ..cluster._cli import run_on_cluster
+
+            report = await run_on_cluster(
+                args, source, out_dir, stages, options, limits, rollout_stage
+            )
+        else:
+            report = await run_batch(source, out_dir, stages, options=options)
     if not args.quiet:
         print(report.text())
     if report.interrupted:

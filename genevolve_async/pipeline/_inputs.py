@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import AsyncGenerator, Generator, Iterator
+from collections.abc import AsyncGenerator, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -226,6 +226,19 @@ def iter_entries(source: InputSource) -> Generator[InputRow | BadRow, None, None
     with handle:
         entries = _jsonl_entries(handle) if kind == "jsonl" else _array_entries(handle)
         yield from checker.check_all(entries)
+
+
+def check_rows(
+    values: Iterable[Any], *, gt_root: Path | None = None
+) -> Iterator[InputRow | BadRow]:
+    """Rows from objects in memory: dicts shaped like input lines, or plain requests.
+
+    The same checks as a file's rows (ids, duplicates, a request); ``line`` is
+    the position from 1.
+    """
+    checker = _RowChecker(InputSource(prompts=("-",), gt_root=gt_root))
+    raw = ((i + 1, {"prompt": v} if isinstance(v, str) else v) for i, v in enumerate(values))
+    yield from checker.check_all(raw)
 
 
 async def aiter_entries(

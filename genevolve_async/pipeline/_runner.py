@@ -44,9 +44,10 @@ from ._checkpoint import (
     read_records,
     scan_checkpoint,
 )
+from ._groups import Sampling
 from ._inputs import BadRow, InputRow, InputSource, aiter_entries, count_rows
 from ._progress import ProgressDisplay, StageProgress
-from ._stages import JudgeStage, Outcome, RolloutStage, Stage, is_fatal, with_data
+from ._stages import JudgeStage, Outcome, Stage, is_fatal, with_data
 from ._summary import StageSummary, finalize_stage
 
 __all__ = ["BatchOptions", "BatchReport", "run_batch"]
@@ -227,13 +228,14 @@ class _Batch:
             progress.total = rows
 
     def _expand(self, row: InputRow) -> list[InputRow]:
-        # A sampling rollout stage turns each row into K items before any stage sees them.
-        first = self.stages[0]
-        return first.expand(row) if isinstance(first, RolloutStage) else [row]
+        # A sampling rollout stage (here or on a cluster) turns each row into K items
+        # before any stage sees them.
+        expand = getattr(self.stages[0], "expand", None)
+        return list(expand(row)) if expand is not None else [row]
 
     def _fanout(self) -> int:
-        first = self.stages[0]
-        return first.sampling.count if isinstance(first, RolloutStage) else 1
+        sampling = getattr(self.stages[0], "sampling", None)
+        return sampling.count if isinstance(sampling, Sampling) else 1
 
     async def _dispatch(self, row: InputRow, sends: list[MemoryObjectSendStream[_Item]]) -> None:
         previous: CheckpointEntry | None = None
