@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import anyio
 from aiolimiter import AsyncLimiter
 
+from .telemetry import note_limiter_wait
+
 __all__ = ["LimiterStats", "ProviderLimiter", "ProviderLimits", "max_in_window"]
 
 # Float rounding in the bucket's leak arithmetic may admit a grant a few
@@ -139,6 +141,7 @@ class ProviderLimiter:
         if waited > 0.001:
             stats.waits += 1
             stats.wait_seconds += waited
+            note_limiter_wait(waited)  # on the provider call's span
         self._in_flight += 1
         if self._in_flight > stats.peak_in_flight:
             stats.peak_in_flight = self._in_flight
