@@ -72,7 +72,10 @@ def otel() -> Iterator[Otel]:
     meter_provider = MeterProvider(metric_readers=[reader])
     with use_providers(tracer_provider, meter_provider):
         yield Otel(
-            tracer_provider=tracer_provider, meter_provider=meter_provider, spans=spans, reader=reader
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            spans=spans,
+            reader=reader,
         )
     tracer_provider.shutdown()
     meter_provider.shutdown()
@@ -91,9 +94,7 @@ def fast_runtime(attempts: int = 3) -> Runtime:
     return Runtime(RuntimeConfig(retry=retry))
 
 
-def make_agent(
-    sims: SimStack, runtime: Runtime, folder: Path, **options: Any
-) -> GenEvolveAgent:
+def make_agent(sims: SimStack, runtime: Runtime, folder: Path, **options: Any) -> GenEvolveAgent:
     """An agent with the real search tools, talking to the sims with keys set."""
     backend = SerperBackend(base_url=sims.urls["serper"], api_key=SERPER_KEY)
     cache = ImageCacheSettings(folder=str(folder), allow_private=True)

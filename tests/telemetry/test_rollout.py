@@ -37,12 +37,18 @@ async def test_one_rollout_is_one_tree(otel: Otel, stack: SimStack, tmp_path: Pa
     assert attrs["gen_ai.request.model"] == "GenEvolve"
     assert attrs["genevolve.termination"] == "answer"
     assert attrs["genevolve.rounds"] == result.rounds == 4
-    assert attrs["gen_ai.usage.output_tokens"] == sum(u.completion_tokens for u in result.usage.rounds)
+    assert attrs["gen_ai.usage.output_tokens"] == sum(
+        u.completion_tokens for u in result.usage.rounds
+    )
 
-    rounds = sorted((s for s in spans if s.name.startswith("round ")), key=lambda s: s.start_time or 0)
+    rounds = sorted(
+        (s for s in spans if s.name.startswith("round ")), key=lambda s: s.start_time or 0
+    )
     assert [s.name for s in rounds] == ["round 1", "round 2", "round 3", "round 4"]
     assert all(_parent(s, by_id) is root for s in rounds)
-    assert (rounds[-1].attributes or {})["genevolve.round.final"] is False  # answered before the end
+    assert (rounds[-1].attributes or {})[
+        "genevolve.round.final"
+    ] is False  # answered before the end
 
     chats = [s for s in spans if s.name == "chat GenEvolve"]
     assert len(chats) == 4
@@ -88,11 +94,17 @@ async def test_metrics_of_a_rollout(otel: Otel, stack: SimStack, tmp_path: Path)
     (duration,) = during["genevolve.rollout.duration"]
     assert duration[1].count == 2
     assert sum(p.count for _, p in during["genevolve.round.duration"]) == 8
-    tools = {(a["gen_ai.tool.name"], a["genevolve.outcome"]): p.value for a, p in during["genevolve.tool.calls"]}
+    tools = {
+        (a["gen_ai.tool.name"], a["genevolve.outcome"]): p.value
+        for a, p in during["genevolve.tool.calls"]
+    }
     assert tools == {("search", "ok"): 2, ("image_search", "ok"): 2, ("query_knowledge", "ok"): 2}
     tokens = {a["gen_ai.token.type"]: p.count for a, p in during["gen_ai.client.token.usage"]}
     assert tokens == {"input": 8, "output": 8}
-    calls = {(a["genevolve.provider"], a["genevolve.outcome"]): p.value for a, p in during["genevolve.provider.calls"]}
+    calls = {
+        (a["genevolve.provider"], a["genevolve.outcome"]): p.value
+        for a, p in during["genevolve.provider.calls"]
+    }
     assert calls[("policy", "ok")] == 8
     assert calls[("serper", "ok")] >= 2
     images = {a["genevolve.outcome"]: p.value for a, p in after["genevolve.image_cache.requests"]}
@@ -121,7 +133,9 @@ async def test_failing_provider_call_shows_its_retries(otel: Otel, tmp_path: Pat
     (root,) = [s for s in spans if s.parent is None]
     assert (root.attributes or {})["error.type"] == "rate_limited"
     retried = {a["genevolve.provider"]: p.value for a, p in metrics["genevolve.provider.retries"]}
-    limited = {a["genevolve.provider"]: p.value for a, p in metrics["genevolve.provider.rate_limited"]}
+    limited = {
+        a["genevolve.provider"]: p.value for a, p in metrics["genevolve.provider.rate_limited"]
+    }
     assert retried["policy"] == 2 and limited["policy"] == 2
 
 
@@ -153,7 +167,9 @@ async def test_no_secrets_or_prompt_text(otel: Otel, stack: SimStack, tmp_path: 
 
 async def test_content_capture_is_opt_in(otel: Otel, stack: SimStack, tmp_path: Path) -> None:
     async with fast_runtime() as runtime:
-        await make_agent(stack, runtime, tmp_path, capture_content=True).arun("a unique-prompt-marker fox")
+        await make_agent(stack, runtime, tmp_path, capture_content=True).arun(
+            "a unique-prompt-marker fox"
+        )
     spans = otel.finished()
     (root,) = [s for s in spans if s.parent is None]
     assert "unique-prompt-marker" in str((root.attributes or {})["gen_ai.input.messages"])
@@ -163,7 +179,9 @@ async def test_content_capture_is_opt_in(otel: Otel, stack: SimStack, tmp_path: 
     assert POLICY_KEY not in blob and SERPER_KEY not in blob
 
 
-async def test_rollout_is_a_child_of_the_current_span(otel: Otel, stack: SimStack, tmp_path: Path) -> None:
+async def test_rollout_is_a_child_of_the_current_span(
+    otel: Otel, stack: SimStack, tmp_path: Path
+) -> None:
     outer = otel.tracer_provider.get_tracer("test")
     async with fast_runtime() as runtime:
         with outer.start_as_current_span("request") as request:

@@ -96,7 +96,11 @@ async def test_otlp_http_reaches_a_receiver(
         for sm in rm.scope_metrics
         for m in sm.metrics
     }
-    assert {"genevolve.rollouts", "genevolve.round.duration", "genevolve.tool.calls"} <= metric_names
+    assert {
+        "genevolve.rollouts",
+        "genevolve.round.duration",
+        "genevolve.tool.calls",
+    } <= metric_names
     everything = b"".join(receiver.raw)
     assert POLICY_KEY.encode() not in everything and SERPER_KEY.encode() not in everything
 
