@@ -29,7 +29,7 @@ from ._rollout import (
     tool_call_span,
     tool_finished,
 )
-from ._setup import TelemetrySetup, configure_from_env, otel_session
+from ._setup import TelemetrySetup, configure_from_env
 from ._state import instruments, tracer, use_providers
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
     "note_limiter_wait",
     "note_replica",
     "note_retry",
-    "otel_session",
     "provider_call",
     "rollout_finished",
     "rollout_span",

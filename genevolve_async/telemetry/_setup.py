@@ -17,14 +17,13 @@ the API is a core dependency.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import ConfigurationError
 
-__all__ = ["TelemetrySetup", "configure_from_env", "otel_session"]
+__all__ = ["TelemetrySetup", "configure_from_env"]
 
 _EXTRA = "install the extra: pip install 'genevolve-async[otel]'"
 _DEFAULT_SERVICE = "genevolve-async"
@@ -172,19 +171,3 @@ def configure_from_env(
         if setup.meter_provider is not None:
             metrics.set_meter_provider(setup.meter_provider)
     return setup
-
-
-@contextmanager
-def otel_session(enabled: bool) -> Iterator[TelemetrySetup | None]:
-    """``--otel`` for a command: configure from the environment, flush and shut down at exit.
-
-    Without ``enabled`` nothing is configured and nothing is exported.
-    """
-    if not enabled:
-        yield None
-        return
-    setup = configure_from_env()
-    try:
-        yield setup
-    finally:
-        setup.shutdown()
