@@ -1,8 +1,11 @@
 """Our metric instruments, made once per meter provider.
 
-Measurements taken on the hot path (rollouts, rounds, tool calls, provider
-calls, tokens) are synchronous instruments. What the runtime counts anyway
-is exported by observable instruments read at collection time (see
+Measurements taken on the hot path are few and synchronous: about a dozen
+per rollout (rollouts, rounds, tool calls, tokens), since each costs the SDK
+several microseconds. Latencies of single model, tool and provider calls
+are in their spans. What the runtime counts anyway (requests, retries and
+429s by provider, limiter waits, requests in flight, the image cache) is
+exported by observable instruments read at collection time (see
 :mod:`._registry`).
 """
 
@@ -18,7 +21,6 @@ __all__ = ["Instruments"]
 
 # Buckets for seconds, from a fast tool call to a long rollout.
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-_TOKENS = (16, 64, 256, 1024, 4096, 16384, 65536)
 
 
 def _observe(
@@ -38,17 +40,7 @@ def _observe(
 class Instruments:
     """The instruments of one meter."""
 
-    __slots__ = (
-        "model_duration",
-        "provider_calls",
-        "provider_duration",
-        "rollout_duration",
-        "rollouts",
-        "round_duration",
-        "token_usage",
-        "tool_calls",
-        "tool_duration",
-    )
+    __slots__ = ("rollout_duration", "rollouts", "round_duration", "tokens", "tool_calls")
 
     def __init__(self, meter: metrics.Meter) -> None:
         self.rollouts = meter.create_counter(
@@ -69,41 +61,17 @@ class Instruments:
         self.tool_calls = meter.create_counter(
             "genevolve.tool.calls", unit="{call}", description="Tool calls, by tool and outcome"
         )
-        self.tool_duration = meter.create_histogram(
-            "genevolve.tool.duration",
-            unit="s",
-            description="Tool call latency, by tool",
-            explicit_bucket_boundaries_advisory=_SECONDS,
-        )
-        self.provider_calls = meter.create_counter(
-            "genevolve.provider.calls",
-            unit="{call}",
-            description="Provider calls (retries included in one call), by provider and outcome",
-        )
-        self.provider_duration = meter.create_histogram(
-            "genevolve.provider.duration",
-            unit="s",
-            description="Provider call latency, retries and limiter waits included",
-            explicit_bucket_boundaries_advisory=_SECONDS,
-        )
-        # The GenAI conventions' client metrics.
-        self.model_duration = meter.create_histogram(
-            "gen_ai.client.operation.duration",
-            unit="s",
-            description="GenAI operation duration",
-            explicit_bucket_boundaries_advisory=_SECONDS,
-        )
-        self.token_usage = meter.create_histogram(
-            "gen_ai.client.token.usage",
+        self.tokens = meter.create_counter(
+            "genevolve.tokens",
             unit="{token}",
-            description="Tokens used per model call, by type",
-            explicit_bucket_boundaries_advisory=_TOKENS,
+            description="Tokens used by finished rollouts, by gen_ai.token.type (input, output)",
         )
         self._observables(meter)
 
     @staticmethod
     def _observables(meter: metrics.Meter) -> None:
         counters = (
+            ("requests", "genevolve.provider.requests", "{request}", "Attempts admitted by the provider's limiter (retries included)"),
             ("retries", "genevolve.provider.retries", "{retry}", "Retries, by provider"),
             ("rate_limited", "genevolve.provider.rate_limited", "{answer}", "429 answers, by provider"),
             ("failures", "genevolve.provider.failures", "{call}", "Calls failed for good, by provider"),

@@ -4,8 +4,9 @@ Wrap the whole call, retries included, so the span shows what the caller
 waited for::
 
     with telemetry.provider_call("serper", "search", url=url) as call:
-        ...                        # each attempt: limiter, send, classify
-        call.replica(endpoint.url)  # which replica answered (pools)
+        ...                        # each attempt: lease, limit, send, classify
+        call.replica(endpoint.url)  # which replica it went to (pools)
+        call.limiter_wait(seconds)  # how long it queued at the limiter
         call.retry(attempt, exc, delay)  # or note_retry() from a retry callback
 
 Deeper code that has no handle (the limiter, a shared retry callback) uses
@@ -18,7 +19,7 @@ string, credentials or headers.
 
 from __future__ import annotations
 
-import time
+from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any
 
@@ -26,13 +27,40 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
-from .._errors import classify_exception
 from . import _attrs as A
-from ._instruments import Instruments
-from ._scope import mark_error
-from ._state import instruments, tracer
+from ._scope import Scope, mark_error
+from ._state import tracer
 
-__all__ = ["ProviderCall", "note_limiter_wait", "note_replica", "note_retry", "provider_call"]
+__all__ = [
+    "AdoptableScope",
+    "ProviderCall",
+    "note_limiter_wait",
+    "note_replica",
+    "note_retry",
+    "provider_call",
+]
+
+_adoptable: ContextVar[Span | None] = ContextVar("genevolve_adoptable_span", default=None)
+
+
+class AdoptableScope(Scope):
+    """A scope whose span the first provider call inside takes as its own."""
+
+    __slots__ = ("_offer",)
+
+    def __enter__(self) -> Span:
+        span = super().__enter__()
+        self._offer: Token[Span | None] = _adoptable.set(span)
+        return span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _adoptable.reset(self._offer)
+        super().__exit__(exc_type, exc, tb)
 
 
 def _retry_event(span: Span, attempt: int, exc: BaseException, delay: float) -> None:
@@ -72,26 +100,33 @@ def note_limiter_wait(seconds: float) -> None:
         return
     span = trace.get_current_span()
     if span.is_recording():
-        so_far = getattr(span, "attributes", None) or {}
-        span.set_attribute(A.LIMITER_WAIT, float(so_far.get(A.LIMITER_WAIT, 0.0)) + seconds)
+        _add_wait(span, seconds)
+
+
+def _add_wait(span: Span, seconds: float) -> None:
+    so_far = getattr(span, "attributes", None) or {}
+    span.set_attribute(A.LIMITER_WAIT, float(so_far.get(A.LIMITER_WAIT, 0.0)) + seconds)
 
 
 class ProviderCall:
     """One provider call in progress; see :func:`provider_call`."""
 
-    __slots__ = ("_inst", "_provider", "_started", "_token", "span")
+    __slots__ = ("_owned", "_token", "span")
 
-    def __init__(self, span: Span | None, inst: Instruments | None, provider: str) -> None:
+    def __init__(self, span: Span | None, *, owned: bool = True) -> None:
         self.span: Span = span if span is not None else trace.INVALID_SPAN
-        self._inst = inst
-        self._provider = provider
+        self._owned = owned and span is not None
         self._token: object = None
-        self._started = 0.0
 
     def replica(self, url: str) -> None:
         """The endpoint (replica) this attempt went to."""
         if self.span.is_recording():
             self.span.set_attributes(A.server_attributes(url))
+
+    def limiter_wait(self, seconds: float) -> None:
+        """An attempt waited ``seconds`` for its limiter slot (summed over attempts)."""
+        if seconds > 0 and self.span.is_recording():
+            _add_wait(self.span, seconds)
 
     def retry(self, attempt: int, exc: BaseException, delay: float) -> None:
         """Attempt ``attempt`` failed with ``exc``; the next comes after ``delay`` seconds."""
@@ -99,9 +134,7 @@ class ProviderCall:
             _retry_event(self.span, attempt, exc, delay)
 
     def __enter__(self) -> ProviderCall:
-        if self._inst is not None:
-            self._started = time.monotonic()
-        if self.span.is_recording():
+        if self._owned:  # current even when not sampled: see _scope
             self._token = otel_context.attach(trace.set_span_in_context(self.span))
         return self
 
@@ -111,41 +144,49 @@ class ProviderCall:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        failed = isinstance(exc, Exception)
-        if self._inst is not None:
-            outcome = classify_exception(exc).kind if failed and exc is not None else "ok"
-            attrs = {A.CALL_PROVIDER: self._provider, A.OUTCOME: outcome}
-            self._inst.provider_calls.add(1, attrs)
-            self._inst.provider_duration.record(time.monotonic() - self._started, attrs)
         if self._token is not None:
             otel_context.detach(self._token)  # type: ignore[arg-type]
-            if failed and exc is not None:
-                mark_error(self.span, exc)
-                status = getattr(exc, "status", None)
-                if isinstance(status, int) and status:
-                    self.span.set_attribute(A.HTTP_STATUS, status)
+        if not self.span.is_recording():
+            if self._owned:
+                self.span.end()
+            return
+        if isinstance(exc, Exception):
+            mark_error(self.span, exc)
+            status = getattr(exc, "status", None)
+            if isinstance(status, int) and status:
+                self.span.set_attribute(A.HTTP_STATUS, status)
+        if self._owned:
             self.span.end()
 
 
-_NOOP_CALL = ProviderCall(None, None, "")
+_NOOP_CALL = ProviderCall(None)
 
 
-def provider_call(provider: str, operation: str, *, url: str | None = None) -> ProviderCall:
-    """The span (and metrics) of one call to ``provider``, retries included.
+def provider_call(
+    provider: str, operation: str | None = None, *, url: str | None = None
+) -> ProviderCall:
+    """The span of one call to ``provider``, retries included.
+
+    Inside a model call's span the call adopts that span rather than opening
+    a child (see :func:`model_call_span`).
 
     Args:
         provider: The limiter's provider name (``policy``, ``serper``, ``qwen``, ...).
-        operation: What is called (``chat.completions``, ``search``, ``generate``).
+        operation: What is called (``chat.completions``, ``search``), when the
+            caller knows; the span is named ``{provider} {operation}``, else ``{provider}``.
         url: The endpoint, when one is known up front (only host and port are kept).
     """
     t = tracer()
-    inst = instruments()
-    if t is None and inst is None:
+    if t is None:
         return _NOOP_CALL
-    span = None
-    if t is not None:
-        attrs: dict[str, Any] = {A.CALL_PROVIDER: provider, A.CALL_OPERATION: operation}
-        if url:
-            attrs.update(A.server_attributes(url))
-        span = t.start_span(f"{provider} {operation}", kind=SpanKind.CLIENT, attributes=attrs)
-    return ProviderCall(span, inst, provider)
+    attrs: dict[str, Any] = {A.CALL_PROVIDER: provider}
+    if operation:
+        attrs[A.CALL_OPERATION] = operation
+    if url:
+        attrs.update(A.server_attributes(url))
+    offered = _adoptable.get()
+    if offered is not None:
+        _adoptable.set(None)  # one adoption per offer; the model call's span names the provider
+        return ProviderCall(offered, owned=False)
+    name = f"{provider} {operation}" if operation else provider
+    return ProviderCall(t.start_span(name, kind=SpanKind.CLIENT, attributes=attrs))

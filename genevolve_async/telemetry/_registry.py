@@ -30,6 +30,9 @@ _retired: defaultdict[Key, float] = defaultdict(float)
 def runtime_opened(runtime: Runtime) -> None:
     """Start reading ``runtime``'s counters."""
     _open.add(runtime)
+    from ._state import instruments  # a cycle at import time: _state imports us
+
+    instruments()  # registers the observable instruments with a configured SDK
 
 
 def runtime_closed(runtime: Runtime) -> None:
@@ -55,6 +58,7 @@ def _runtime_counters(runtime: Runtime) -> defaultdict[Key, float]:
         for provider, n in table.items():
             counts[_key(name, **{CALL_PROVIDER: provider})] += n
     for provider, limiter in runtime.limiters.items():
+        counts[_key("requests", **{CALL_PROVIDER: provider})] += limiter.stats.grants
         counts[_key("limiter_wait", **{CALL_PROVIDER: provider})] += limiter.stats.wait_seconds
         counts[_key("limiter_waits", **{CALL_PROVIDER: provider})] += limiter.stats.waits
     cache = runtime.existing_resource("image_cache")

@@ -16,6 +16,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from .. import _json
 from . import _attrs as A
+from ._provider import AdoptableScope
 from ._scope import NOOP, Scope
 from ._state import instruments, tracer
 
@@ -35,6 +36,9 @@ __all__ = [
 ]
 
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_FINAL = {A.FINAL_ROUND: True}
+_INPUT = {A.TOKEN_TYPE: "input"}
+_OUTPUT = {A.TOKEN_TYPE: "output"}
 
 
 def capture_content(setting: bool | None = None) -> bool:
@@ -79,20 +83,26 @@ def rollout_finished(span: Span, result: AgentResult, *, capture: bool | None = 
     """Record the end of a rollout: its span's outcome and the rollout metrics."""
     termination = result.termination
     inst = instruments()
+    recording = span.is_recording()
+    if inst is None and not recording:
+        return
+    usage = result.usage.rounds
+    tokens_in = sum(u.prompt_tokens for u in usage)
+    tokens_out = sum(u.completion_tokens for u in usage)
     if inst is not None:
         attrs = {A.TERMINATION: termination}
         inst.rollouts.add(1, attrs)
         inst.rollout_duration.record(result.timings.total, attrs)
-    if not span.is_recording():
+        inst.tokens.add(tokens_in, _INPUT)
+        inst.tokens.add(tokens_out, _OUTPUT)
+    if not recording:
         return
-    usage = result.usage.rounds
     span.set_attributes(
         {
             A.TERMINATION: termination,
             A.ROUNDS: result.rounds,
-            A.USAGE_INPUT: sum(u.prompt_tokens for u in usage),
-            A.USAGE_OUTPUT: sum(u.completion_tokens for u in usage),
-            A.CALLS: sum(result.tool_calls.values()),
+            A.USAGE_INPUT: tokens_in,
+            A.USAGE_OUTPUT: tokens_out,
         }
     )
     if result.error is not None:
@@ -110,7 +120,7 @@ def round_span(rnd: int, *, final: bool) -> Scope:
     if t is None and inst is None:
         return NOOP
     span = (
-        t.start_span(f"round {rnd}", attributes={A.ROUND: rnd, A.FINAL_ROUND: final})
+        t.start_span(f"round {rnd}", attributes=_FINAL if final else None)
         if t is not None
         else None
     )
@@ -125,7 +135,12 @@ def model_call_span(
     top_p: float | None,
     seed: int | None,
 ) -> Scope:
-    """A policy call's ``chat {model}`` span (GenAI inference span)."""
+    """A policy call's ``chat {model}`` span (GenAI inference span).
+
+    It is also the policy's provider-call span: the :func:`provider_call`
+    made inside adopts it instead of opening a child, one span fewer per
+    round (the replica, attempts and retries land on it).
+    """
     t = tracer()
     if t is None:
         return NOOP
@@ -141,28 +156,21 @@ def model_call_span(
         attrs[A.REQUEST_TOP_P] = top_p
     if seed is not None:
         attrs[A.REQUEST_SEED] = seed
-    return Scope(t.start_span(f"chat {model}", kind=SpanKind.CLIENT, attributes=attrs))
+    return AdoptableScope(t.start_span(f"chat {model}", kind=SpanKind.CLIENT, attributes=attrs))
 
 
 def model_replied(
     span: Span, reply: ChatReply, *, model: str, seconds: float, capture: bool | None = None
 ) -> None:
-    """Record a policy reply: usage, finish reason, replica; and the GenAI client metrics."""
-    usage = reply.usage
-    inst = instruments()
-    if inst is not None:
-        base = {A.OPERATION: "chat", A.PROVIDER: A.POLICY_PROVIDER, A.REQUEST_MODEL: model}
-        inst.model_duration.record(seconds, base)
-        inst.token_usage.record(usage.prompt_tokens, {**base, A.TOKEN_TYPE: "input"})
-        inst.token_usage.record(usage.completion_tokens, {**base, A.TOKEN_TYPE: "output"})
+    """Record a policy reply on its span: usage and finish reason."""
     if not span.is_recording():
         return
+    usage = reply.usage
     span.set_attributes(
         {
             A.USAGE_INPUT: usage.prompt_tokens,
             A.USAGE_OUTPUT: usage.completion_tokens,
             A.RESPONSE_FINISH_REASONS: [reply.finish_reason or "unknown"],
-            **A.server_attributes(reply.endpoint),
         }
     )
     if capture_content(capture) and reply.content is not None:
@@ -172,25 +180,21 @@ def model_replied(
 def tool_call_span(
     name: str, call_id: str, arguments: Any = None, *, capture: bool | None = None
 ) -> Scope:
-    """A tool call's ``execute_tool {name}`` span; its latency goes to ``genevolve.tool.duration``."""
+    """A tool call's ``execute_tool {name}`` span."""
     t = tracer()
-    inst = instruments()
-    if t is None and inst is None:
+    if t is None:
         return NOOP
-    span = None
-    if t is not None:
-        span = t.start_span(
-            f"execute_tool {name}",
-            attributes={
-                A.OPERATION: "execute_tool",
-                A.TOOL_NAME: name,
-                A.TOOL_CALL_ID: call_id,
-                A.TOOL_TYPE: "function",
-            },
-        )
-        if capture_content(capture) and arguments is not None:
-            span.set_attribute(A.TOOL_ARGUMENTS, _json.dumps(arguments))
-    return Scope(span, inst.tool_duration if inst is not None else None, {A.TOOL_NAME: name})
+    span = t.start_span(
+        f"execute_tool {name}",
+        attributes={
+            A.OPERATION: "execute_tool",
+            A.TOOL_NAME: name,
+            A.TOOL_CALL_ID: call_id,
+        },
+    )
+    if capture_content(capture) and arguments is not None:
+        span.set_attribute(A.TOOL_ARGUMENTS, _json.dumps(arguments))
+    return Scope(span)
 
 
 def tool_finished(
@@ -209,8 +213,7 @@ def tool_finished(
         inst.tool_calls.add(1, {A.TOOL_NAME: name, A.OUTCOME: outcome})
     if not span.is_recording():
         return
-    span.set_attribute(A.OUTCOME, outcome)
-    if not ok:
+    if not ok:  # attributes cost the SDK microseconds each: an ok call gets none
         span.set_attribute(A.ERROR_TYPE, outcome)
         span.set_status(Status(StatusCode.ERROR))
     if capture_content(capture):

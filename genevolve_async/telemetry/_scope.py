@@ -37,7 +37,7 @@ def mark_error(span: Span, exc: BaseException) -> None:
 class Scope:
     """``with scope as span:`` -- the span is current, and ends (and is timed) on exit."""
 
-    __slots__ = ("_attrs", "_histogram", "_started", "_token", "span")
+    __slots__ = ("_attrs", "_histogram", "_made", "_started", "_token", "span")
 
     def __init__(
         self,
@@ -46,6 +46,7 @@ class Scope:
         attrs: dict[str, Any] | None = None,
     ) -> None:
         self.span: Span = span if span is not None else trace.INVALID_SPAN
+        self._made = span is not None
         self._histogram = histogram
         self._attrs = attrs
         self._token: object = None
@@ -54,7 +55,9 @@ class Scope:
     def __enter__(self) -> Span:
         if self._histogram is not None:
             self._started = time.monotonic()
-        if self.span.is_recording():
+        if self._made:
+            # Current even when the sampler dropped it: the children then
+            # inherit the decision instead of starting traces of their own.
             self._token = otel_context.attach(trace.set_span_in_context(self.span))
         return self.span
 

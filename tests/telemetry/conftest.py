@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from genevolve_async import GenEvolveAgent, RetryPolicy, Runtime, RuntimeConfig
 from genevolve_async.sim import SimConfig, SimStack
-from genevolve_async.telemetry import use_providers
+from genevolve_async.telemetry import instruments, use_providers
 from genevolve_async.tools import (
     ImageCacheSettings,
     ImageSearch,
@@ -74,6 +74,7 @@ def otel() -> Iterator[Otel]:
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
     with use_providers(tracer_provider, meter_provider):
+        instruments()  # registered now, so a first collection sees earlier runtimes' counts
         yield Otel(
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,

@@ -13,9 +13,21 @@ from genevolve_async.telemetry import tracer, use_providers
 
 from .conftest import POLICY_KEY, SERPER_KEY, Otel, fast_runtime, make_agent
 
+Metrics = dict[str, list[tuple[dict[str, Any], Any]]]
+
 
 def _by_id(spans: list[ReadableSpan]) -> dict[int, ReadableSpan]:
     return {s.context.span_id: s for s in spans}
+
+
+def _provider(span: ReadableSpan) -> str | None:
+    return (span.attributes or {}).get("genevolve.provider")  # type: ignore[return-value]
+
+
+def _gained(earlier: Metrics, now: Metrics, name: str, key: str) -> dict[str, float]:
+    """How much an observable counter grew since ``earlier``, by attribute ``key``."""
+    old = {a[key]: p.value for a, p in earlier.get(name, [])}
+    return {a[key]: p.value - old.get(a[key], 0) for a, p in now[name]}
 
 
 def _parent(span: ReadableSpan, spans: dict[int, ReadableSpan]) -> ReadableSpan | None:
@@ -46,9 +58,7 @@ async def test_one_rollout_is_one_tree(otel: Otel, stack: SimStack, tmp_path: Pa
     )
     assert [s.name for s in rounds] == ["round 1", "round 2", "round 3", "round 4"]
     assert all(_parent(s, by_id) is root for s in rounds)
-    assert (rounds[-1].attributes or {})[
-        "genevolve.round.final"
-    ] is False  # answered before the end
+    assert "genevolve.round.final" not in (rounds[-1].attributes or {})  # answered before the end
 
     chats = [s for s in spans if s.name == "chat GenEvolve"]
     assert len(chats) == 4
@@ -60,10 +70,9 @@ async def test_one_rollout_is_one_tree(otel: Otel, stack: SimStack, tmp_path: Pa
         assert a["gen_ai.request.max_tokens"] > 0
         assert a["gen_ai.usage.input_tokens"] > 0
         assert a["gen_ai.response.finish_reasons"] == ("stop",)
-        assert a["server.address"] == "127.0.0.1"
-        (call,) = [s for s in spans if _parent(s, by_id) is chat]
-        assert call.name == "policy chat.completions"
-        assert (call.attributes or {})["server.port"] == a["server.port"]
+        # The model call's span is the policy's provider-call span too: the replica is on it.
+        assert a["server.address"] == "127.0.0.1" and a["server.port"] > 0
+        assert not [s for s in spans if _parent(s, by_id) is chat]
 
     tools = {s.name: s for s in spans if s.name.startswith("execute_tool ")}
     assert set(tools) == {
@@ -74,15 +83,17 @@ async def test_one_rollout_is_one_tree(otel: Otel, stack: SimStack, tmp_path: Pa
     for name, span in tools.items():
         a = span.attributes or {}
         assert a["gen_ai.tool.name"] == name.split()[1]
-        assert a["genevolve.outcome"] == "ok"
+        assert "error.type" not in a
         assert _parent(span, by_id) in rounds
-    serper_calls = [s for s in spans if s.name.startswith("serper ")]
-    assert {s.name for s in serper_calls} == {"serper search", "serper images"}
+    serper_calls = [s for s in spans if _provider(s) == "serper"]
+    assert len(serper_calls) >= 2  # the web search's queries and the image search
     assert all(_parent(s, by_id).name.startswith("execute_tool") for s in serper_calls)  # type: ignore[union-attr]
     assert all(s.status.status_code is not StatusCode.ERROR for s in spans)
 
 
 async def test_metrics_of_a_rollout(otel: Otel, stack: SimStack, tmp_path: Path) -> None:
+    earlier = otel.metrics()  # runtimes closed by earlier tests left their counts (process-wide)
+
     async with fast_runtime() as runtime:
         agent = make_agent(stack, runtime, tmp_path)
         await agent.arun("a red fox in snow")
@@ -99,15 +110,12 @@ async def test_metrics_of_a_rollout(otel: Otel, stack: SimStack, tmp_path: Path)
         for a, p in during["genevolve.tool.calls"]
     }
     assert tools == {("search", "ok"): 2, ("image_search", "ok"): 2, ("query_knowledge", "ok"): 2}
-    tokens = {a["gen_ai.token.type"]: p.count for a, p in during["gen_ai.client.token.usage"]}
-    assert tokens == {"input": 8, "output": 8}
-    calls = {
-        (a["genevolve.provider"], a["genevolve.outcome"]): p.value
-        for a, p in during["genevolve.provider.calls"]
-    }
-    assert calls[("policy", "ok")] == 8
-    assert calls[("serper", "ok")] >= 2
-    images = {a["genevolve.outcome"]: p.value for a, p in after["genevolve.image_cache.requests"]}
+    tokens = {a["gen_ai.token.type"]: p.value for a, p in during["genevolve.tokens"]}
+    assert tokens["input"] > 0 and tokens["output"] > 0
+    requests = _gained(earlier, during, "genevolve.provider.requests", "genevolve.provider")
+    assert requests["policy"] == 8
+    assert requests["serper"] >= 2
+    images = _gained(earlier, after, "genevolve.image_cache.requests", "genevolve.outcome")
     assert images["downloaded"] + images["hit"] + images["joined"] >= 5
     ((_, stored),) = after["genevolve.image_cache.bytes"]
     assert stored.value > 0
@@ -116,13 +124,14 @@ async def test_metrics_of_a_rollout(otel: Otel, stack: SimStack, tmp_path: Path)
 
 
 async def test_failing_provider_call_shows_its_retries(otel: Otel, tmp_path: Path) -> None:
+    earlier = otel.metrics()
     config = SimConfig(model_latency=0.001, spread=0.0, policy_faults={"rate_429": 1.0})
     async with SimStack(config) as sims, fast_runtime(attempts=3) as runtime:
         result = await make_agent(sims, runtime, tmp_path).arun("a red fox in snow")
         metrics = otel.metrics()
     assert result.termination == "error"
     spans = otel.finished()
-    (call,) = [s for s in spans if s.name == "policy chat.completions"]
+    (call,) = [s for s in spans if s.name == "chat GenEvolve"]  # also the provider call
     retries = [e for e in call.events if e.name == "genevolve.retry"]
     assert [(e.attributes or {})["genevolve.retry.attempt"] for e in retries] == [1, 2]
     assert all((e.attributes or {})["http.response.status_code"] == 429 for e in retries)
@@ -132,10 +141,8 @@ async def test_failing_provider_call_shows_its_retries(otel: Otel, tmp_path: Pat
     assert call.status.status_code is StatusCode.ERROR
     (root,) = [s for s in spans if s.parent is None]
     assert (root.attributes or {})["error.type"] == "rate_limited"
-    retried = {a["genevolve.provider"]: p.value for a, p in metrics["genevolve.provider.retries"]}
-    limited = {
-        a["genevolve.provider"]: p.value for a, p in metrics["genevolve.provider.rate_limited"]
-    }
+    retried = _gained(earlier, metrics, "genevolve.provider.retries", "genevolve.provider")
+    limited = _gained(earlier, metrics, "genevolve.provider.rate_limited", "genevolve.provider")
     assert retried["policy"] == 2 and limited["policy"] == 2
 
 
