@@ -7,8 +7,8 @@ with :func:`configure_from_env` / the CLI's ``--otel`` (the ``otel`` extra).
 
 Spans: ``invoke_agent genevolve`` per rollout, ``round {n}`` per round,
 ``chat {model}`` per model call, ``execute_tool {tool}`` per tool call and
-``{provider} {operation}`` per provider call, with retries as
-``genevolve.retry`` events. A rollout started inside another span (a web
+``{provider} {operation}`` per provider call (the policy's is its model
+call's span), with retries as ``genevolve.retry`` events. A rollout started inside another span (a web
 request's) is its child. Prompts, replies and tool payloads are recorded only
 with ``capture_content`` (``AgentConfig.capture_content`` or
 ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``); API keys, URL

@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+# Read once: a lookup per span would cost more than the span's attributes.
+_CAPTURE_FROM_ENV = os.environ.get(CAPTURE_ENV, "").strip().lower() in ("true", "1", "yes")
 _FINAL = {A.FINAL_ROUND: True}
 _INPUT = {A.TOKEN_TYPE: "input"}
 _OUTPUT = {A.TOKEN_TYPE: "output"}
@@ -47,11 +49,10 @@ def capture_content(setting: bool | None = None) -> bool:
     Args:
         setting: The agent's ``capture_content``; ``None`` defers to the
             ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` variable
-            (``true`` turns capture on). Off by default.
+            as it was when the library was imported (``true`` turns capture
+            on). Off by default.
     """
-    if setting is not None:
-        return setting
-    return os.environ.get(CAPTURE_ENV, "").strip().lower() in ("true", "1", "yes")
+    return _CAPTURE_FROM_ENV if setting is None else setting
 
 
 def _text_messages(role: str, text: str) -> str:
