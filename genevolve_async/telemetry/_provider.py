@@ -29,7 +29,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from . import _attrs as A
 from ._scope import Scope, mark_error
-from ._state import tracer
+from ._state import child_tracer, tracer
 
 __all__ = [
     "AdoptableScope",
@@ -176,7 +176,7 @@ def provider_call(
             caller knows; the span is named ``{provider} {operation}``, else ``{provider}``.
         url: The endpoint, when one is known up front (only host and port are kept).
     """
-    t = tracer()
+    t = child_tracer()
     if t is None:
         return _NOOP_CALL
     attrs: dict[str, Any] = {A.CALL_PROVIDER: provider}

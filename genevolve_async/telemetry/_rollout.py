@@ -18,7 +18,7 @@ from .. import _json
 from . import _attrs as A
 from ._provider import AdoptableScope
 from ._scope import NOOP, Scope
-from ._state import instruments, tracer
+from ._state import child_tracer, instruments, tracer
 
 if TYPE_CHECKING:
     from ..agent._result import AgentResult
@@ -116,7 +116,7 @@ def rollout_finished(span: Span, result: AgentResult, *, capture: bool | None = 
 
 def round_span(rnd: int, *, final: bool) -> Scope:
     """One round's span; its latency goes to ``genevolve.round.duration``."""
-    t = tracer()
+    t = child_tracer()
     inst = instruments()
     if t is None and inst is None:
         return NOOP
@@ -142,7 +142,7 @@ def model_call_span(
     made inside adopts it instead of opening a child, one span fewer per
     round (the replica, attempts and retries land on it).
     """
-    t = tracer()
+    t = child_tracer()
     if t is None:
         return NOOP
     attrs: dict[str, Any] = {
@@ -182,7 +182,7 @@ def tool_call_span(
     name: str, call_id: str, arguments: Any = None, *, capture: bool | None = None
 ) -> Scope:
     """A tool call's ``execute_tool {name}`` span."""
-    t = tracer()
+    t = child_tracer()
     if t is None:
         return NOOP
     span = t.start_span(

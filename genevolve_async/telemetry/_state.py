@@ -25,7 +25,7 @@ from opentelemetry.metrics import _internal as _metrics_api
 from .._version import __version__
 from ._instruments import Instruments
 
-__all__ = ["instruments", "tracer", "use_providers"]
+__all__ = ["child_tracer", "instruments", "tracer", "use_providers"]
 
 _SCOPE = "genevolve_async"
 
@@ -94,6 +94,24 @@ def tracer() -> trace.Tracer | None:
         )
         _tracer_for = provider
     return _tracer
+
+
+def child_tracer() -> trace.Tracer | None:
+    """Our tracer for a span inside the current one; ``None`` if it would not be recorded.
+
+    Under a span the sampler dropped, the SDK's samplers drop the children
+    too (``parentbased_*`` follow the parent; the ratio samplers decide by
+    trace id, the same for every span of a trace), so the children are not
+    made at all: a sampled-out rollout then costs about what the API alone
+    does, instead of a dropped span per round, model, tool and provider call.
+    """
+    t = tracer()
+    if t is None:
+        return None
+    current = trace.get_current_span()
+    if not current.is_recording() and current.get_span_context().is_valid:
+        return None
+    return t
 
 
 def instruments() -> Instruments | None:

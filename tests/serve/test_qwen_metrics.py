@@ -9,21 +9,11 @@ import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("diffusers")
-from prometheus_client.parser import text_string_to_metric_families
 
 from genevolve_async.serve.qwen import create_app
+from tests._support import prometheus_samples
 
 from .test_qwen import GatedPipeline, body, serving
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def samples(text: str) -> Samples:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 async def test_metrics_parse_and_move() -> None:
@@ -31,14 +21,14 @@ async def test_metrics_parse_and_move() -> None:
     gate.set()
     app = create_app([("cpu", GatedPipeline(gate))], max_body_bytes=4000)
     async with serving(app) as client:
-        before = samples((await client.get("/metrics")).text)
+        before = prometheus_samples((await client.get("/metrics")).text)
         for _ in range(2):
             assert (await client.post("/generate", json=body())).status_code == 200
         assert (await client.post("/generate", json=body(image_urls=[]))).status_code == 400
         assert (await client.post("/generate", json=body(prompt="x" * 5000))).status_code == 413
         response = await client.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
-    after = samples(response.text)
+    after = prometheus_samples(response.text)
     assert before[("genevolve_qwen_queue_depth", ())] == 0
     assert before[("genevolve_qwen_device_busy", (("device", "cpu"),))] == 0
     assert ("genevolve_qwen_jobs_total", (("device", "cpu"),)) not in before
@@ -62,9 +52,9 @@ async def test_busy_device_and_pipeline_errors_show() -> None:
             with anyio.fail_after(5):
                 while not app.state.service.device_states()["cpu"]:  # noqa: ASYNC110
                     await anyio.sleep(0.005)
-            during = samples((await client.get("/metrics")).text)
+            during = prometheus_samples((await client.get("/metrics")).text)
             gate.set()
-        after = samples((await client.get("/metrics")).text)
+        after = prometheus_samples((await client.get("/metrics")).text)
     assert during[("genevolve_qwen_device_busy", (("device", "cpu"),))] == 1
     assert after[("genevolve_qwen_device_busy", (("device", "cpu"),))] == 0
     assert after[("genevolve_qwen_errors_total", (("kind", "pipeline"),))] == 1

@@ -200,3 +200,27 @@ async def test_rollout_is_a_child_of_the_current_span(
 def test_nothing_is_made_without_an_sdk() -> None:
     with use_providers(None, None):
         assert tracer() is None
+
+
+async def test_sampled_out_rollouts_leave_no_orphans(stack: SimStack, tmp_path: Path) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.5)))
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    with use_providers(provider, None):
+        async with fast_runtime() as runtime:
+            agent = make_agent(stack, runtime, tmp_path)
+            for i in range(8):
+                await agent.arun(f"fox {i}")
+    traces: dict[int, list[ReadableSpan]] = {}
+    for span in spans.get_finished_spans():
+        traces.setdefault(span.context.trace_id, []).append(span)
+    assert len(traces) <= 8
+    for members in traces.values():  # a kept rollout is whole; a dropped one left nothing
+        names = sorted(s.name for s in members)
+        assert names.count("invoke_agent genevolve") == 1
+        assert names.count("chat GenEvolve") == 4 and names.count("round 1") == 1

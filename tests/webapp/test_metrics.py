@@ -11,31 +11,22 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Receive, Scope, Send
 
 from genevolve_async.sim import Latency
 from genevolve_async.telemetry import use_providers
+from tests._support import prometheus_samples
 
 from .conftest import POLICY_KEY, SERPER_KEY, Sims, asgi_client
 
 MakeApp = Callable[..., FastAPI]
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def samples(text: str) -> Samples:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 async def test_metrics_parse_and_move(make_app: MakeApp, sims: Sims) -> None:
     sims.policy.latency = Latency(mean=0.15)
     app = make_app(max_concurrent_rollouts=1, queue_wait=0.0)
     async with asgi_client(app) as client:
-        before = samples((await client.get("/metrics")).text)
+        before = prometheus_samples((await client.get("/metrics")).text)
         statuses: list[int] = []
 
         async def post(prompt: str) -> None:
@@ -50,7 +41,7 @@ async def test_metrics_parse_and_move(make_app: MakeApp, sims: Sims) -> None:
         assert (await client.post("/v1/programs", json={"prompt": " "})).status_code == 422
         response = await client.get("/metrics")
     assert sorted(statuses) == [200, 429]
-    after = samples(response.text)
+    after = prometheus_samples(response.text)
     assert before[("genevolve_web_rollout_slots", ())] == 1
     assert before[("genevolve_web_queue_depth", ())] == 0
     assert ("genevolve_web_jobs_total", (("endpoint", "programs"), ("status", "200"))) not in before
@@ -95,5 +86,7 @@ async def test_request_span_parents_the_rollout(make_app: MakeApp, sims: Sims) -
     (rollout,) = [s for s in finished if s.name == "invoke_agent genevolve"]
     assert rollout.parent is not None and rollout.parent.span_id == request.context.span_id
     assert {s.context.trace_id for s in finished} == {request.context.trace_id}
-    renders = [s for s in finished if (s.attributes or {}).get("genevolve.provider") == "qwen_service"]
+    renders = [
+        s for s in finished if (s.attributes or {}).get("genevolve.provider") == "qwen_service"
+    ]
     assert len(renders) == 1 and renders[0].parent.span_id == request.context.span_id  # type: ignore[union-attr]
