@@ -17,6 +17,8 @@ from typing import Protocol
 import anyio
 from aiolimiter import AsyncLimiter
 
+from .telemetry import note_limiter_wait
+
 __all__ = [
     "LimiterStats",
     "ProviderLimiter",
@@ -146,9 +148,10 @@ class ProviderLimiter:
                 self._slots.release()
             raise
         now = time.monotonic()
-        # The bucket decided at the loop time of its last leak; record that, not
-        # the later moment this line ran (aiolimiter keeps it in _last_check).
-        granted = self._bucket._last_check if self._bucket is not None else now
+        # aiolimiter's bucket decided at the loop time of its last leak (kept in
+        # _last_check); record that, not the later moment this line ran. Other
+        # gates (the cluster's leased grants) have no such field: use now.
+        granted = getattr(self._bucket, "_last_check", None) or now
         self._admit(granted, now - start)
 
     def try_acquire(self) -> bool:
@@ -183,6 +186,7 @@ class ProviderLimiter:
         if waited > 0.001:
             stats.waits += 1
             stats.wait_seconds += waited
+            note_limiter_wait(waited)  # on the provider call's span
         self._in_flight += 1
         if self._in_flight > stats.peak_in_flight:
             stats.peak_in_flight = self._in_flight

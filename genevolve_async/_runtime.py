@@ -27,6 +27,7 @@ from ._errors import RuntimeClosedError
 from ._limits import ProviderLimiter, ProviderLimits, RateGateFactory
 from ._retry import RetryPolicy
 from ._wire import WireClient
+from .telemetry import note_retry, runtime_closed, runtime_opened
 
 __all__ = ["Runtime", "RuntimeConfig", "RuntimeStats"]
 
@@ -143,6 +144,7 @@ class Runtime:
         )
         self._stack.push_async_callback(self._wire.aclose)
         self._state = _State.OPEN
+        runtime_opened(self)  # its counters become observable metrics
         return self
 
     async def __aexit__(
@@ -159,6 +161,7 @@ class Runtime:
             self._state = _State.CLOSED
             return
         self._state = _State.CLOSED
+        runtime_closed(self)  # before the resources go: the image cache's counts are kept
         try:
             await self._stack.aclose()
         finally:
@@ -266,6 +269,10 @@ class Runtime:
                 self._stack.push_async_callback(close, value)
             return value
 
+    def existing_resource(self, key: str) -> Any | None:
+        """The named shared object if it was made already; never builds one."""
+        return self._resources.get(key)
+
     # -- calls -------------------------------------------------------------
 
     def on_retry(self, provider: str) -> Callable[[int, BaseException, float], None]:
@@ -280,6 +287,7 @@ class Runtime:
             self.stats.retries[provider] += 1
             if getattr(exc, "status", None) == 429:
                 self.stats.rate_limited[provider] += 1
+            note_retry(attempt, exc, delay)  # an event on the provider call's span
             logger.debug("%s: retry %d in %.2fs after %s", provider, attempt, delay, exc)
 
         return _count

@@ -75,3 +75,18 @@ class EchoSearchTool:
         return "\n".join(
             f"--- search result for [{q}] ---\n--- end of search result ---" for q in queries
         )
+
+
+PromSamples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+"""Prometheus samples by (name, sorted labels)."""
+
+
+def prometheus_samples(text: str) -> PromSamples:
+    """Parse a ``/metrics`` body with prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }

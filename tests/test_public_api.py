@@ -19,6 +19,7 @@ PUBLIC = [
     "genevolve_async.renderers",
     "genevolve_async.report",
     "genevolve_async.sim",
+    "genevolve_async.telemetry",
     "genevolve_async.tools",
 ]
 

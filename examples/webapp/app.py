@@ -19,6 +19,7 @@ Routes:
     ``POST /v1/images``: the same plus the rendered image (base64 PNG).
     ``POST /v1/stream``: the rollout's events as server-sent events, then the image.
     ``GET /v1/images/{id}``: a rendered image, while it is kept.
+    ``GET /metrics``: Prometheus metrics (jobs, latency, 429s, errors, queue depth).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from genevolve_async.serve.limits import BodyReadTimeout, ServerLimits
 
 from ._admission import Overloaded, error_body, overloaded_response
 from ._asgi import BodyLimit, EventStream, cancelled_on_disconnect
+from ._metrics import MetricsMiddleware, WebMetrics
 from ._payloads import ProgramRequest, StreamRequest
 from ._service import Job, Outcome, RuntimeFactory, WebService, default_runtime
 from .settings import WebSettings
@@ -230,6 +232,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
+def _statistics(app: FastAPI) -> dict[str, Any] | None:
+    service: WebService | None = getattr(app.state, "service", None)
+    return service.statistics() if service is not None else None
+
+
 def create_app(
     settings: WebSettings | None = None, *, runtime_factory: RuntimeFactory = default_runtime
 ) -> FastAPI:
@@ -266,6 +273,11 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=config.body_limit)
     # A client that trickles its body holds a connection; give it a deadline.
     app.add_middleware(BodyReadTimeout, seconds=SERVER_LIMITS.body_timeout)
+    # Outside the body limit, so its 413s are counted too.
+    metrics = WebMetrics(lambda: _statistics(app))
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_api_route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False)
+    app.state.metrics = metrics
     _install_error_handlers(app)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

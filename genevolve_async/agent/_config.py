@@ -76,6 +76,9 @@ class AgentConfig:
     """Default sampling seed (``arun(seed=...)`` overrides)."""
     extra_body: dict[str, Any] | None = None
     """Extra fields for each chat-completions body (e.g. vLLM sampling options)."""
+    capture_content: bool | None = None
+    """Put prompts, replies and tool payloads into trace spans (GenAI conventions'
+    opt-in); ``None`` reads ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``."""
 
     def __post_init__(self) -> None:
         self.validate()

@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
+from opentelemetry.trace import INVALID_SPAN, Span
 
+from .. import telemetry
 from .._concurrency import run_concurrently
 from .._errors import (
     AuthenticationError,
@@ -125,12 +127,23 @@ class Rollout:
         self.tool_counts: Counter[str] = Counter()
         self.log = _RolloutLog(logger, {"rollout_id": rollout_id})
         self._fatal: GenEvolveError | None = None
+        self._span: Span = INVALID_SPAN
         self.result = AgentResult(rollout_id=rollout_id, prompt=prompt, seed=seed)
 
     # -- the whole rollout ---------------------------------------------------
 
     async def execute(self, *, timeout: float | None = None) -> AgentResult:
         """Run to the end; return the record. Only cancellation propagates."""
+        with telemetry.rollout_span(
+            self.rollout_id,
+            model=self.policy.model,
+            prompt=self.prompt,
+            capture=self.config.capture_content,
+        ) as span:
+            self._span = span
+            return await self._execute(timeout)
+
+    async def _execute(self, timeout: float | None) -> AgentResult:
         result = self.result
         started = time.monotonic()
         try:
@@ -191,6 +204,7 @@ class Rollout:
             )
             for r in self.images
         ]
+        telemetry.rollout_finished(self._span, self.result, capture=self.config.capture_content)
 
     def _check_prompt(self) -> str | None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
@@ -221,57 +235,60 @@ class Rollout:
         for rnd in range(1, self.max_rounds + 1):
             # The last round, or the last one the response budget can pay for.
             final = rnd == self.max_rounds or remaining <= cfg.max_tokens_per_round
-            if final:
-                messages.append({"role": "user", "content": self.prompts.final_step})
-            await self._send(RoundStarted(rollout_id=self.rollout_id, round=rnd, final=final))
-            max_tokens = max(1, min(cfg.max_tokens_per_round, remaining))
-            reply, used = _bounded(await self._call_model(messages, rnd, max_tokens), max_tokens)
-            remaining -= used
-            messages.append(self._assistant_message(reply))
-            parsed = await parse_foreign(
-                parse_reply, reply.content, reply.tool_calls, round_index=rnd
-            )
+            with telemetry.round_span(rnd, final=final):
+                if final:
+                    messages.append({"role": "user", "content": self.prompts.final_step})
+                await self._send(RoundStarted(rollout_id=self.rollout_id, round=rnd, final=final))
+                max_tokens = max(1, min(cfg.max_tokens_per_round, remaining))
+                reply, used = _bounded(
+                    await self._call_model(messages, rnd, max_tokens), max_tokens
+                )
+                remaining -= used
+                messages.append(self._assistant_message(reply))
+                parsed = await parse_foreign(
+                    parse_reply, reply.content, reply.tool_calls, round_index=rnd
+                )
 
-            if parsed.answer is not None:
-                if self._side_work is not None:  # references must be files before the answer
-                    await self._side_work.settle()
-                program = finalize_program(
-                    parsed.answer, self.images.get, max_references=cfg.n_max_reference_images
-                )
-                result.gen_prompt = program.gen_prompt
-                result.reference_images = list(program.reference_images)
-                result.termination = "answer"
-                result.error = None
-                await self._send(
-                    Answered(
-                        rollout_id=self.rollout_id,
-                        round=rnd,
-                        gen_prompt=program.gen_prompt,
-                        reference_images=program.reference_images,
+                if parsed.answer is not None:
+                    if self._side_work is not None:  # references must be files before the answer
+                        await self._side_work.settle()
+                    program = finalize_program(
+                        parsed.answer, self.images.get, max_references=cfg.n_max_reference_images
                     )
-                )
-                return
-            if final:
+                    result.gen_prompt = program.gen_prompt
+                    result.reference_images = list(program.reference_images)
+                    result.termination = "answer"
+                    result.error = None
+                    await self._send(
+                        Answered(
+                            rollout_id=self.rollout_id,
+                            round=rnd,
+                            gen_prompt=program.gen_prompt,
+                            reference_images=program.reference_images,
+                        )
+                    )
+                    return
+                if final:
+                    if parsed.has_calls:
+                        result.termination = "max_rounds_reached"
+                        message = f"no answer after {rnd} rounds: the final round asked for tools"
+                    else:
+                        result.termination = "no_answer"
+                        message = f"the final round had no parseable answer ({self._format_detail(parsed, reply)})"
+                    result.error = RolloutError(kind="no_answer", message=message)
+                    return
                 if parsed.has_calls:
-                    result.termination = "max_rounds_reached"
-                    message = f"no answer after {rnd} rounds: the final round asked for tools"
+                    native = bool(reply.tool_calls)
+                    observations = await self._run_turn(rnd, list(parsed.calls))
+                    messages.extend(self._observation_messages(parsed.calls, observations, native))
+                    if self._fatal is not None:
+                        raise self._fatal
+                    continue
+                if reply.finish_reason == "length":
+                    text = self.prompts.truncated
                 else:
-                    result.termination = "no_answer"
-                    message = f"the final round had no parseable answer ({self._format_detail(parsed, reply)})"
-                result.error = RolloutError(kind="no_answer", message=message)
-                return
-            if parsed.has_calls:
-                native = bool(reply.tool_calls)
-                observations = await self._run_turn(rnd, list(parsed.calls))
-                messages.extend(self._observation_messages(parsed.calls, observations, native))
-                if self._fatal is not None:
-                    raise self._fatal
-                continue
-            if reply.finish_reason == "length":
-                text = self.prompts.truncated
-            else:
-                text = self.prompts.format_error_text(self._format_detail(parsed, reply))
-            messages.append({"role": "user", "content": _tool_response(text)})
+                    text = self.prompts.format_error_text(self._format_detail(parsed, reply))
+                messages.append({"role": "user", "content": _tool_response(text)})
         result.termination = "max_rounds_reached"  # unreachable: the final round returns
 
     @staticmethod
@@ -287,17 +304,24 @@ class Rollout:
     async def _call_model(self, messages: list[Message], rnd: int, max_tokens: int) -> ChatReply:
         cfg = self.config
         started = time.monotonic()
-        reply = await self.policy.complete(
-            messages,
-            affinity=self.affinity,
-            max_tokens=max_tokens,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            seed=self.seed,
-            tools=self.tool_schemas,
-            extra_body=cfg.extra_body,
-        )
-        seconds = time.monotonic() - started
+        model = self.policy.model
+        with telemetry.model_call_span(
+            model, max_tokens=max_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=self.seed
+        ) as span:
+            reply = await self.policy.complete(
+                messages,
+                affinity=self.affinity,
+                max_tokens=max_tokens,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                seed=self.seed,
+                tools=self.tool_schemas,
+                extra_body=cfg.extra_body,
+            )
+            seconds = time.monotonic() - started
+            telemetry.model_replied(
+                span, reply, model=model, seconds=seconds, capture=cfg.capture_content
+            )
         self.result.timings.model += seconds
         self.result.rounds = rnd
         self.result.usage.rounds.append(reply.usage)
@@ -441,23 +465,18 @@ class Rollout:
                 )
             )
         started = time.monotonic()
-        ok = False
-        try:
-            # A user's tool may return something else despite its annotation.
-            outcome: object = await tool(call.arguments, context)
-            observation = outcome if isinstance(outcome, str) else str(outcome)
-            ok = True
-        except (AuthenticationError, ConfigurationError) as exc:
-            # Every later call would fail the same way: end the rollout after this turn.
-            self._fatal = self._fatal or exc
-            observation = f"Error: {call.name} failed: {exc}"
-        except Exception as exc:
-            error = classify_exception(exc)
-            if error.kind == "internal":
-                self.log.warning("tool %s raised %s", call.name, error.message, exc_info=exc)
-            observation = f"Error: {call.name} failed: {error.message}"
-        finally:
-            done.set()
+        capture = self.config.capture_content
+        with telemetry.tool_call_span(call.name, call.id, call.arguments, capture=capture) as span:
+            observation, error_kind = await self._call_tool(tool, call, context, done)
+            telemetry.tool_finished(
+                span,
+                call.name,
+                ok=error_kind is None,
+                error_kind=error_kind,
+                observation=observation,
+                capture=capture,
+            )
+        ok = error_kind is None
         if self.emit is not None:
             await self.emit(
                 ToolCallFinished(
@@ -472,3 +491,23 @@ class Rollout:
                 )
             )
         return observation
+
+    async def _call_tool(
+        self, tool: Tool, call: ToolCall, context: ToolContext, done: anyio.Event
+    ) -> tuple[str, str | None]:
+        """The observation, and the error's kind when the tool failed."""
+        try:
+            # A user's tool may return something else despite its annotation.
+            outcome: object = await tool(call.arguments, context)
+            return (outcome if isinstance(outcome, str) else str(outcome)), None
+        except (AuthenticationError, ConfigurationError) as exc:
+            # Every later call would fail the same way: end the rollout after this turn.
+            self._fatal = self._fatal or exc
+            return f"Error: {call.name} failed: {exc}", classify_exception(exc).kind
+        except Exception as exc:
+            error = classify_exception(exc)
+            if error.kind == "internal":
+                self.log.warning("tool %s raised %s", call.name, error.message, exc_info=exc)
+            return f"Error: {call.name} failed: {error.message}", error.kind
+        finally:
+            done.set()

@@ -16,13 +16,14 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 
+from .._errors import ConfigurationError
 from .._gc import tune_gc_for_throughput
 from .._progress import ProgressDisplay, StageProgress
 from ..sim import SimConfig
@@ -238,6 +239,12 @@ def _parser() -> argparse.ArgumentParser:
         help="Serper limit of the rate-limited --ray run (default: %(default)s/s)",
     )
     p.add_argument(
+        "--otel",
+        action="store_true",
+        help="trace and measure with the OpenTelemetry SDK as the OTEL_* variables say "
+        "(OTEL_TRACES_EXPORTER=memory keeps spans in the process)",
+    )
+    p.add_argument(
         "--result-dir",
         type=Path,
         default=Path("bench-results"),
@@ -426,6 +433,28 @@ def _image_root(chosen: Path | None) -> Path | None:
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
+@contextmanager
+def _otel(enabled: bool, report: dict[str, Any]) -> Iterator[None]:
+    """``--otel``: the SDK from the ``OTEL_*`` variables for the run, flushed at exit."""
+    if not enabled:
+        yield
+        return
+    from ..telemetry import configure_from_env
+
+    try:
+        setup = configure_from_env()
+    except ConfigurationError as exc:
+        raise SystemExit(f"--otel: {exc}") from None
+    report["otel"] = {
+        "traces": [type(e).__name__ for e in setup.span_exporters],
+        "metrics": [type(r).__name__ for r in setup.metric_readers],
+    }
+    try:
+        yield
+    finally:
+        setup.shutdown()
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.gc_tuning:
@@ -459,7 +488,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.repeat < 1:
         raise SystemExit("--repeat: at least 1")
-    anyio.run(_run, args, report, backend_options=backend_options)
+    with _otel(args.otel, report):
+        anyio.run(_run, args, report, backend_options=backend_options)
     report["ratios"] = ratios(report["runs"])
     print(_table(report["runs"]))
     for ratio in report["ratios"]:

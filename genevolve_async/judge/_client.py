@@ -31,6 +31,7 @@ from .._limits import ProviderLimiter, ProviderLimits
 from .._offload import parse_foreign
 from .._retry import RetryPolicy
 from .._runtime import Runtime
+from ..telemetry import provider_call
 from ._images import encode_judge_image
 from ._messages import DEFAULT_JUDGE_USER_TEMPLATE, build_judge_messages
 from ._parse import JudgeParseError, JudgeScores, parse_judge_reply
@@ -224,16 +225,17 @@ class JudgeClient:
             except JudgeParseError as exc:
                 raise _UnusableReply(str(exc), service=JUDGE_SERVICE) from exc
 
-        try:
-            parsed = await self.retry.call(attempt, on_retry=self._on_retry)
-        except _UnusableReply as exc:
-            self.runtime.stats.failures[JUDGE_SERVICE] += 1
-            raise BadResponseError(
-                f"no usable scores after {attempts} tries: {exc}", service=JUDGE_SERVICE
-            ) from exc
-        except ServiceError:
-            self.runtime.stats.failures[JUDGE_SERVICE] += 1
-            raise
+        with provider_call(JUDGE_SERVICE, "generate_content"):
+            try:
+                parsed = await self.retry.call(attempt, on_retry=self._on_retry)
+            except _UnusableReply as exc:
+                self.runtime.stats.failures[JUDGE_SERVICE] += 1
+                raise BadResponseError(
+                    f"no usable scores after {attempts} tries: {exc}", service=JUDGE_SERVICE
+                ) from exc
+            except ServiceError:
+                self.runtime.stats.failures[JUDGE_SERVICE] += 1
+                raise
         return JudgeVerdict(
             scores=normalize_scores(parsed), rationale=parsed.rationale, attempts=attempts
         )

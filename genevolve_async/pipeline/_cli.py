@@ -103,6 +103,12 @@ def _batch_options(p: argparse.ArgumentParser, stage: str, *, prompts: bool) -> 
     )
     g.add_argument("--quiet", action="store_true", help="no progress line, no summary")
     g.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
+    g.add_argument(
+        "--otel",
+        action="store_true",
+        help="export OpenTelemetry traces and metrics as the OTEL_* variables say "
+        "(needs the otel extra)",
+    )
 
 
 def _policy_options(p: argparse.ArgumentParser) -> None:
@@ -345,7 +351,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from ._commands import run_command
 
-    return _run_async(run_command, args)
+    return _with_otel(args, lambda: _run_async(run_command, args))
+
+
+def _with_otel(args: argparse.Namespace, run: Callable[[], int]) -> int:
+    """``--otel``: the SDK from the ``OTEL_*`` variables for the command, flushed at exit."""
+    if not getattr(args, "otel", False):
+        return run()
+    from .._errors import ConfigurationError
+    from ..telemetry import configure_from_env
+
+    try:
+        setup = configure_from_env()
+    except ConfigurationError as exc:
+        print(f"genevolve-async: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return run()
+    finally:
+        setup.shutdown()
 
 
 def _run_async(

@@ -32,6 +32,7 @@ from .._http import post_json, redact_url, scrub_secret, sdk_status_error
 from .._lazy import import_off_loop
 from .._runtime import Runtime
 from .._types import JSONObject, Message
+from ..telemetry import provider_call
 from ._reply import ChatReply, reply_from_json
 
 __all__ = ["PolicyAffinity", "PolicyClient", "PolicyRoute"]
@@ -128,6 +129,7 @@ class PolicyClient:
                 if affinity.endpoint is not None and endpoint is not affinity.endpoint:
                     affinity.moves += 1
                 affinity.endpoint = endpoint
+                call.replica(endpoint.url)
                 try:
                     async with self._limiter.slot():
                         if self.route == "lean":
@@ -164,11 +166,14 @@ class PolicyClient:
                 scrub_secret(exc, self._api_key)
                 raise
 
-        try:
-            return await self.runtime.retry.call(scrubbed, on_retry=self.runtime.on_retry(SERVICE))
-        except ServiceError:
-            self.runtime.stats.failures[SERVICE] += 1
-            raise
+        with provider_call(SERVICE, "chat.completions") as call:
+            try:
+                return await self.runtime.retry.call(
+                    scrubbed, on_retry=self.runtime.on_retry(SERVICE)
+                )
+            except ServiceError:
+                self.runtime.stats.failures[SERVICE] += 1
+                raise
 
     async def _probe(self, endpoint: Endpoint) -> bool:
         try:

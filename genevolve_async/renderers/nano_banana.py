@@ -39,6 +39,7 @@ from .._errors import (
 from .._http import parse_retry_after, redact_url
 from .._limits import ProviderLimiter, ProviderLimits
 from .._runtime import Runtime
+from ..telemetry import provider_call
 from ._base import PathLike, RendererBase
 
 if TYPE_CHECKING:
@@ -237,11 +238,12 @@ class NanoBananaRenderer(RendererBase):
                         raise
                     raise mapped from exc
 
-        try:
-            response = await runtime.retry.call(attempt, on_retry=runtime.on_retry(SERVICE))
-        except ServiceError:
-            runtime.stats.failures[SERVICE] += 1
-            raise
+        with provider_call(SERVICE, "generate_content", url=self.base_url):
+            try:
+                response = await runtime.retry.call(attempt, on_retry=runtime.on_retry(SERVICE))
+            except ServiceError:
+                runtime.stats.failures[SERVICE] += 1
+                raise
         data = _inline_image(response)
         return await anyio.to_thread.run_sync(_decode_image, data)
 

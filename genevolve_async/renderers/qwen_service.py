@@ -40,6 +40,7 @@ from .._errors import (
 )
 from .._http import post_json, redact_url
 from .._runtime import Runtime
+from ..telemetry import note_replica, provider_call
 from ._base import PathLike, ReferenceRequiredError, RendererBase
 from ._sizing import resolve_size
 
@@ -202,11 +203,12 @@ class QwenServiceRenderer(RendererBase):
         async def attempt() -> tuple[str, str]:
             return await self._attempt(runtime, pool, encoded, failed)
 
-        try:
-            answer = await runtime.retry.call(attempt, on_retry=runtime.on_retry(SERVICE))
-        except ServiceError:
-            runtime.stats.failures[SERVICE] += 1
-            raise
+        with provider_call(SERVICE, "generate"):
+            try:
+                answer = await runtime.retry.call(attempt, on_retry=runtime.on_retry(SERVICE))
+            except ServiceError:
+                runtime.stats.failures[SERVICE] += 1
+                raise
         return await anyio.to_thread.run_sync(_decode_png, answer)
 
     async def _attempt(
@@ -214,6 +216,7 @@ class QwenServiceRenderer(RendererBase):
     ) -> tuple[str, str]:
         """One try on one endpoint; returns ``(base64 PNG, endpoint URL)``."""
         async with pool.lease(avoid=failed[-1] if failed else None) as endpoint:
+            note_replica(endpoint.url)
             try:
                 async with runtime.limiter(SERVICE).slot():
                     data = await post_json(

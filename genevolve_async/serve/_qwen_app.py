@@ -11,8 +11,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from ._qwen_metrics import ServiceMetrics
 from ._qwen_service import QwenService, Reply, error_reply
 
 __all__ = ["build_app"]
@@ -42,8 +44,9 @@ def build_app(service: QwenService) -> FastAPI:
         service: The scheduler to serve.
 
     Returns:
-        The app with `POST /generate` and `GET /health`.
+        The app with `POST /generate`, `GET /health` and `GET /metrics` (Prometheus).
     """
+    metrics = ServiceMetrics(service)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,13 +58,18 @@ def build_app(service: QwenService) -> FastAPI:
     @app.post("/generate")
     async def generate(request: Request) -> JSONResponse:
         body = await _read_body(request, service.settings.max_body_bytes)
-        if isinstance(body, Reply):
-            return _respond(body)
-        return _respond(await service.generate(body))
+        reply = body if isinstance(body, Reply) else await service.generate(body)
+        metrics.observe(reply)
+        return _respond(reply)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return service.health()
 
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     app.state.service = service
+    app.state.metrics = metrics
     return app

@@ -218,6 +218,12 @@ class QwenService:
             "model": self.settings.model,
         }
 
+    def device_states(self) -> dict[str, bool]:
+        """Whether each device is running a job now (for ``/metrics``)."""
+        free = {d.name for d in self._free}
+        serving = self._tg is not None
+        return {name: serving and name not in free for name in self._device_names}
+
     # -- requests ----------------------------------------------------------
 
     def _unavailable(self, message: str) -> Reply:

@@ -26,6 +26,7 @@ from ._search_backend import ImageResult, WebResult
 
 if TYPE_CHECKING:
     from .._runtime import Runtime
+from ..telemetry import provider_call
 
 __all__ = ["DEFAULT_SERPER_BASE_URL", "SerperBackend"]
 
@@ -194,15 +195,16 @@ class SerperBackend:
                 )
             return _checked(data, endpoint, provider, url)
 
-        try:
-            return await runtime.retry.call(attempt, on_retry=runtime.on_retry(provider))
-        except ServiceError as exc:
-            runtime.stats.failures[provider] += 1
-            if isinstance(exc, RateLimitedError):
-                # on_retry counted the 429s that were retried; this is the last one.
-                runtime.stats.rate_limited[provider] += 1
-            _scrub(exc, key)
-            raise
+        with provider_call(provider, endpoint, url=self.base_url):
+            try:
+                return await runtime.retry.call(attempt, on_retry=runtime.on_retry(provider))
+            except ServiceError as exc:
+                runtime.stats.failures[provider] += 1
+                if isinstance(exc, RateLimitedError):
+                    # on_retry counted the 429s that were retried; this is the last one.
+                    runtime.stats.rate_limited[provider] += 1
+                _scrub(exc, key)
+                raise
 
 
 def _checked(data: Any, endpoint: str, service: str, url: str) -> dict[str, Any]:
