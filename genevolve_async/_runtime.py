@@ -190,7 +190,7 @@ class Runtime:
         elif limits is not None and limiter.limits != limits:
             raise ConfigurationError(
                 f"this Runtime's {provider} limiter has other limits ({limiter.limits}); "
-                f"every {provider} client of one runtime shares one budget"
+                f"all {provider} clients of one runtime share one budget"
             )
         return limiter
 

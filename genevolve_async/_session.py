@@ -102,7 +102,7 @@ def _check_address(policy: AddressPolicy, host: str, address: str) -> None:
 class _Connector(aiohttp.TCPConnector):
     """aiohttp's connector plus the address guard and a once-only queueing warning."""
 
-    _warned = False
+    _warned = False  # per connector (per runtime): set on the instance
 
     async def _resolve_host(
         self, host: str, port: int, traces: Sequence[Trace] | None = None
@@ -122,7 +122,7 @@ class _Connector(aiohttp.TCPConnector):
         if (self._limit or self._limit_per_host) and not self._warned:
             key = req.connection_key
             if self._available_connections(key) <= 0 and not self._conns.get(key):
-                type(self)._warned = True
+                self._warned = True
                 logger.warning(
                     "requests are queueing for a connection: the runtime's pool is capped "
                     "(max_connections=%d, max_connections_per_host=%d); raise or remove "
