@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import aiofiles
 import aiofiles.os
@@ -33,9 +32,9 @@ import aiohttp
 import anyio
 
 from .._errors import ConfigurationError
-from .._session import guarded
 from .._status import redact_url
-from ._address import AddressPolicy, RefusedAddressError
+from ._address import AddressPolicy
+from ._download import DownloadRefused, check_url, open_download, refusal_for
 from ._image_files import (
     ImageRejectedError,
     PlaceJob,
@@ -59,7 +58,6 @@ __all__ = ["ImageCache"]
 logger = logging.getLogger("genevolve_async.tools.images")
 
 _RESOURCE_KEY = "image_cache"
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 _FLUSH = 256 * 1024  # bytes buffered per disk write: fewer thread hops
 # Bodies up to this size stay in memory and reach the disk in the same
@@ -74,17 +72,8 @@ _WRITES_PER_HOP = 64  # a hop that also takes others' unstarted writes stays sho
 _FAILED_WRITES_KEPT = 4096
 _MEMO_SIZE = 65_536
 _MAX_REFUSED_HOSTS_SHOWN = 20  # a search that returns many private hosts says so a few times
-_ACCEPTED_TYPES = ("application/octet-stream", "binary/octet-stream")
-_HEADERS = {
-    "Accept": "image/avif,image/webp,image/png,image/jpeg,image/*;q=0.8",
-    "User-Agent": "Mozilla/5.0 (compatible; genevolve-async image fetcher)",
-}
 
-
-class _Dropped(Exception):
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(detail or reason)
-        self.reason = reason
+_Dropped = DownloadRefused
 
 
 class _Latch:
@@ -166,9 +155,6 @@ class ImageCache:
         # short, and a crowd of threads fighting the event loop for the GIL
         # costs far more CPU (futex storms) than the stores themselves.
         self._store_threads = anyio.CapacityLimiter(2)
-        # Downloads ride the runtime's session; this marks them for the address
-        # guard its connector applies (None: every address is allowed).
-        self._guard = None if self.policy.allow_private else self.policy
         self._accepted: list[ImageCacheSettings] = []
         self._refused_reasons: set[str] = set()
 
@@ -501,7 +487,7 @@ class ImageCache:
 
         async def one(url: str) -> None:
             try:
-                self._check_url(url)
+                check_url(url, self.policy)
                 async with limiter.slot():
                     fetched[url] = await self._get(url)
             except _Dropped as exc:
@@ -516,86 +502,32 @@ class ImageCache:
                 tg.start_soon(one, url)
 
     async def _get(self, url: str) -> tuple[str, int, bytes | Path]:
-        """Download ``url`` within the settings' deadline, redirects followed by aiohttp.
-
-        Every hop is a request of its own through the guarded connector, so
-        it passes the address checks again; the hop count is bounded.
-        """
+        """Download ``url`` within the settings' deadline (see :func:`open_download`)."""
         settings = self.settings
-        follow = settings.max_redirects > 0
+        hops: list[int] = []
         self.stats.requests += 1
         try:
-            with guarded(self._guard):
-                async with self.runtime.http.get(
-                    url,
-                    headers=_HEADERS,
-                    timeout=aiohttp.ClientTimeout(total=settings.timeout),
-                    allow_redirects=follow,
-                    # aiohttp counts the answer that would need one hop more.
-                    max_redirects=settings.max_redirects + 1,
-                ) as resp:
-                    self.stats.requests += len(resp.history)
-                    if resp.status in _REDIRECTS:  # one aiohttp did not follow
-                        if "Location" not in resp.headers:
-                            raise _Dropped("http_status", "a redirect without a Location")
-                        raise _Dropped("too_many_redirects", f"more than {settings.max_redirects}")
-                    if resp.status != 200:
-                        raise _Dropped("http_status", f"HTTP {resp.status}")
-                    self._check_type(resp.content_type)
-                    return await self._stream(resp)
+            async with open_download(
+                self.runtime.http,
+                url,
+                policy=self.policy,
+                timeout=settings.timeout,
+                max_redirects=settings.max_redirects,
+                max_bytes=settings.max_bytes,
+                hops=hops,
+            ) as resp:
+                self.stats.requests += hops[0]
+                return await self._stream(resp)
         except _Dropped:
             raise
         except Exception as exc:
-            raise self._dropped_for(exc) from exc
-
-    def _dropped_for(self, exc: Exception) -> _Dropped:
-        """Why a download failed, as a drop reason (re-raises what is not a download error)."""
-        if isinstance(exc, _Dropped):
-            return exc
-        cause: BaseException | None = exc
-        while cause is not None:  # aiohttp wraps a refusal of the guard
-            if isinstance(cause, RefusedAddressError):
-                return _Dropped("private_address", str(cause))
-            cause = getattr(cause, "os_error", None) or cause.__cause__
-        if isinstance(exc, aiohttp.TooManyRedirects):
-            return _Dropped("too_many_redirects", f"more than {self.settings.max_redirects}")
-        if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-            return _Dropped("bad_url", "a URL (or redirect Location) that is not usable http(s)")
-        if isinstance(exc, TimeoutError):
-            return _Dropped("timeout", f"no complete answer in {self.settings.timeout:g}s")
-        if isinstance(exc, aiohttp.ClientError | OSError):
-            return _Dropped("network", f"{type(exc).__name__}: {exc}"[:300])
-        if isinstance(exc, ValueError):  # a URL the client cannot send
-            return _Dropped("bad_url", str(exc)[:300])
-        raise exc
-
-    def _check_url(self, url: str) -> None:
-        try:
-            parts = urlsplit(url)
-            host = parts.hostname
-        except ValueError as exc:
-            raise _Dropped("bad_url", str(exc)) from exc
-        if parts.scheme not in ("http", "https") or not host:
-            raise _Dropped("bad_url", f"only http(s) URLs with a host: {parts.scheme!r}")
-        try:
-            self.policy.check_host(host)
-        except RefusedAddressError as exc:
-            raise _Dropped("private_address", str(exc)) from exc
-
-    @staticmethod
-    def _check_type(content_type: str) -> None:
-        # Pillow has the last word; this only turns away pages and JSON early.
-        if content_type.startswith("image/") and content_type != "image/svg+xml":
-            return
-        if content_type in _ACCEPTED_TYPES:
-            return
-        raise _Dropped("content_type", content_type)
+            raise refusal_for(
+                exc, timeout=settings.timeout, max_redirects=settings.max_redirects
+            ) from exc
 
     async def _stream(self, resp: aiohttp.ClientResponse) -> tuple[str, int, bytes | Path]:
         limit = self.settings.max_bytes
-        length = resp.content_length
-        if length is not None and length > limit:
-            raise _Dropped("too_large", f"{length} bytes announced")
+        length = resp.content_length  # within the limit: open_download checked
         if length is not None and length <= _SPILL and "Content-Encoding" not in resp.headers:
             # The usual case: a small image of announced size, read in one go.
             body = await resp.read()

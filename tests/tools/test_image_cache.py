@@ -7,7 +7,10 @@ import hashlib
 import ipaddress
 import os
 from pathlib import Path
+from typing import Any
 
+import aiohttp
+import aiohttp.abc
 import anyio
 import pytest
 
@@ -228,6 +231,44 @@ async def test_every_redirect_hop_is_checked(
     assert files_under(cache.folder) == []
     # The guarded client still downloads from allowed addresses, hops included.
     assert await cache.fetch(f"{url}/redirect/2/allowed.png") is not None
+
+
+async def test_a_pooled_connection_is_checked_again(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    host, url = images
+    # An unguarded request (a policy call, say) leaves a keep-alive connection
+    # to the host; a guarded download must not ride it.
+    async with runtime.http.get(f"{url}/img/warm.png") as resp:
+        await resp.read()
+    cache = await ImageCache.for_runtime(runtime, guarded(cache_settings))
+    assert await cache.fetch(f"{url}/img/pooled.png") is None
+    assert cache.stats.dropped == {"private_address": 1}
+    assert host.downloads["pooled.png"] == 0
+
+
+async def test_a_name_with_any_refused_address_is_refused(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    host, url = images
+    port = int(url.rsplit(":", 1)[1])
+
+    class Rebinding(aiohttp.abc.AbstractResolver):
+        async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[Any]:
+            return [
+                {"hostname": host, "host": a, "port": port, "family": 2, "proto": 0, "flags": 0}
+                for a in ("93.184.216.34", "127.0.0.1")
+            ]
+
+        async def close(self) -> None:
+            pass
+
+    connector = runtime.http.connector
+    connector._resolver = Rebinding()  # type: ignore[union-attr]
+    cache = await ImageCache.for_runtime(runtime, guarded(cache_settings))
+    assert await cache.fetch(f"http://images.example:{port}/img/rebind.png") is None
+    assert cache.stats.dropped == {"private_address": 1}
+    assert host.downloads["rebind.png"] == 0
 
 
 @pytest.mark.parametrize(
