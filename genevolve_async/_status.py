@@ -67,7 +67,11 @@ def parse_retry_after(value: str | None) -> float | None:
 
 def snippet(body: bytes | str, secrets: Iterable[str | None] = ()) -> str:
     """``": <start of the body>"`` for a message, keys scrubbed before the cut; ``""`` if empty."""
-    raw = body[: 4 * _SNIPPET] if isinstance(body, str) else body[: 4 * _SNIPPET].decode("utf-8", "replace")
+    raw = (
+        body[: 4 * _SNIPPET]
+        if isinstance(body, str)
+        else body[: 4 * _SNIPPET].decode("utf-8", "replace")
+    )
     text = scrubbed_snippet(" ".join(raw.split()), secrets, _SNIPPET)
     return f": {text}" if text else ""
 

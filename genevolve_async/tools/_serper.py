@@ -26,6 +26,7 @@ __all__ = ["DEFAULT_SERPER_BASE_URL", "SerperBackend"]
 DEFAULT_SERPER_BASE_URL = "https://google.serper.dev"
 """Serper's own endpoint, used when neither an argument nor ``SERPER_BASE_URL`` names one."""
 
+
 def _text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
 
