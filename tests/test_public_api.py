@@ -10,6 +10,7 @@ PUBLIC = [
     "genevolve_async",
     "genevolve_async.agent",
     "genevolve_async.bench",
+    "genevolve_async.compat",
     "genevolve_async.generator",
     "genevolve_async.judge",
     "genevolve_async.policy",

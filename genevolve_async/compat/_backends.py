@@ -16,7 +16,7 @@ import anyio
 import anyio.to_thread
 from PIL import Image, ImageOps
 
-from . import _errors, _runtime, renderers
+from .. import _errors, _runtime, renderers
 from ._generator import ImageGenerator
 
 __all__ = ["NanoBananaProGenerator", "QwenImageEditGenerator", "QwenImageEditServiceGenerator"]
