@@ -195,7 +195,7 @@ async def post_json(
     except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
         raise ConfigurationError(f"{service} {redact_url(url)}: not a usable URL") from exc
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        what = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+        what = _what_failed(exc)
         raise ServiceUnavailableError(
             f"{service} {redact_url(url)}: {what}", service=service, retryable=repeatable
         ) from exc
@@ -208,6 +208,17 @@ async def post_json(
             f"{service} {redact_url(url)} answered a body that is not JSON{snippet(raw, secrets)}",
             service=service,
         ) from exc
+
+
+def _what_failed(exc: BaseException) -> str:
+    """Words for a failure after sending (the exception's text may quote a body)."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return "closed the connection before the answer was complete"
+    if isinstance(exc, aiohttp.ClientResponseError):  # a malformed answer (bad headers)
+        return f"answered something that is not HTTP ({type(exc).__name__})"
+    return f"connection failed ({type(exc).__name__})"
 
 
 def outcome_of(provider: Provider, exc: ServiceError) -> Outcome:

@@ -204,8 +204,8 @@ async def _run_pipeline(
             tg.cancel_scope.cancel()
         # Before the runtime closes: what the batch left checked out, and what it did.
         report.connections_in_use = _connections_in_use(runtime)
+        # One registry: the judge's limiter is among them.
         report.limiters = [check_limiter(lim) for lim in runtime.limiters.values()]
-        report.limiters.append(check_limiter(await judge.limiter()))
         report.retries = dict(sorted(runtime.stats.retries.items()))
         image_cache = await ImageCache.for_runtime(runtime, settings)
         report.image_drops = dict(sorted(image_cache.stats.dropped.items()))
