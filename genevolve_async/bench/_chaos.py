@@ -196,7 +196,7 @@ async def _run_pipeline(
         settings = ImageCacheSettings(
             folder=root / "cache", allow_private=True, timeout=cfg.call_timeout
         )
-        stages, renderer, judge = _stages(cfg, sims, keys, runtime, settings, root / "out")
+        stages, renderer, _judge = _stages(cfg, sims, keys, runtime, settings, root / "out")
         async with renderer, anyio.create_task_group() as tg:
             tg.start_soon(_kill_replica, cfg, sims, report)
             options = BatchOptions(quiet=True)
