@@ -87,9 +87,11 @@ class Provider:
     secrets: tuple[str, ...] = ()
     """Keys scrubbed out of every error (a server may echo them)."""
     safe_to_repeat: bool = False
-    """Whether a request that may have reached the service can be sent again
-    (read-only searches, stateless completions). Otherwise only failures
-    before sending (connect errors) are retried: no POST runs twice."""
+    """Whether a request that may have reached the service, with no answer
+    back (a dropped connection, a timeout), can be sent again: read-only
+    searches, stateless completions. Otherwise such a failure is final and
+    no POST runs twice. Failures before sending (connect errors) and answers
+    that say the work was not done (429, 5xx) are retried either way."""
     busy_statuses: frozenset[int] = frozenset({429})
     """Statuses that mean busy, not broken (Qwen's 503: every GPU taken)."""
     retry: RetryPolicy | None = None
