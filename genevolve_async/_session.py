@@ -135,8 +135,16 @@ class _Connector(aiohttp.TCPConnector):
             return await super().connect(req, traces, timeout)
         if req.proxy is not None:
             # The proxy resolves the name; check what it resolves to here (best
-            # effort), and let the connection to the user's own proxy through.
-            await self._resolve_host(req.url.raw_host or "", req.url.port or 0, traces)
+            # effort: behind a proxy there may be no DNS of our own), and let the
+            # connection to the user's own proxy through.
+            from .tools._address import RefusedAddressError
+
+            try:
+                await self._resolve_host(req.url.raw_host or "", req.url.port or 0, traces)
+            except RefusedAddressError:
+                raise
+            except OSError:
+                pass
             token = _GUARD.set(None)
             try:
                 return await super().connect(req, traces, timeout)

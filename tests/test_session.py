@@ -265,3 +265,30 @@ async def test_a_capped_pool_warns_once_when_requests_queue(
             tg.start_soon(partial(post_json, runtime.http, server.url + "/x", b"{}", service="t"))
     warnings = [r for r in caplog.records if "queueing for a connection" in r.getMessage()]
     assert len(warnings) == 1
+
+
+async def test_guarded_downloads_go_through_the_proxy_and_keep_the_guard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from genevolve_async.sim import SimImageHost
+
+    host = SimImageHost()
+    async with SimServer(host.app) as images:
+        proxy = ForwardProxy({"images.example": images.url})
+        async with SimServer(proxy.app) as server:
+            monkeypatch.setenv("HTTP_PROXY", server.url)
+            monkeypatch.delenv("NO_PROXY", raising=False)
+            monkeypatch.delenv("no_proxy", raising=False)
+            settings = ImageCacheSettings(folder=tmp_path, allow_private=False)
+            try:
+                async with Runtime() as runtime:
+                    cache = await ImageCache.for_runtime(runtime, settings)
+                    # The name does not resolve here (no DNS of our own): the proxy
+                    # resolves it, and the connection to the user's proxy is allowed.
+                    assert await cache.fetch("http://images.example/img/a.png") is not None
+                    # A private literal is refused before anything is sent.
+                    assert await cache.fetch("http://10.1.2.3/img/b.png") is None
+                    assert dict(cache.stats.dropped) == {"private_address": 1}
+            finally:
+                await proxy.aclose()
+    assert proxy.forwarded == ["GET images.example/img/a.png"]
