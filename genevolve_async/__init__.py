@@ -25,6 +25,7 @@ from ._limits import ProviderLimits as ProviderLimits
 from ._retry import RetryPolicy as RetryPolicy
 from ._runtime import Runtime as Runtime
 from ._runtime import RuntimeConfig as RuntimeConfig
+from ._secrets import scrub_secrets as scrub_secrets
 from ._types import Termination as Termination
 from ._version import __version__ as __version__
 from .agent import AgentConfig as AgentConfig
@@ -78,5 +79,6 @@ __all__ = [
     "ToolCallStarted",
     "ToolContext",
     "__version__",
+    "scrub_secrets",
     "tune_gc_for_throughput",
 ]

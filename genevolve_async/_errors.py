@@ -83,7 +83,13 @@ class RateLimitedError(ServiceError):
 
 
 class ServiceUnavailableError(ServiceError):
-    """Connection failures, timeouts and 5xx answers: worth retrying."""
+    """Connection failures, timeouts and 5xx answers: worth retrying.
+
+    Attributes:
+        retry_after: the delay the service asked for, in seconds, if any.
+        retryable: ``False`` when the request may have reached the service and
+            the provider is not safe to repeat (a POST is never sent twice then).
+    """
 
     def __init__(
         self,
@@ -92,9 +98,11 @@ class ServiceUnavailableError(ServiceError):
         service: str = "",
         status: int | None = None,
         retry_after: float | None = None,
+        retryable: bool = True,
     ) -> None:
         super().__init__(message, service=service, status=status)
         self.retry_after = retry_after
+        self.retryable = retryable
 
 
 class BadResponseError(ServiceError):

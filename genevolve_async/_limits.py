@@ -132,11 +132,15 @@ class ProviderLimiter:
         """``async with limiter.slot():`` holds one admission for the block."""
         return _Slot(self)
 
-    async def acquire(self) -> None:
-        """Take one admission (waiting as the limits say); pair with :meth:`release`."""
+    async def acquire(self) -> float:
+        """Take one admission (waiting as the limits say); pair with :meth:`release`.
+
+        Returns:
+            The seconds it waited (0.0 when nothing limits the provider).
+        """
         if self._bucket is None and self._slots is None:
             self._admit_now()
-            return
+            return 0.0
         start = time.monotonic()
         if self._slots is not None:
             await self._slots.acquire()
@@ -153,6 +157,7 @@ class ProviderLimiter:
         # gates (the cluster's leased grants) have no such field: use now.
         granted = getattr(self._bucket, "_last_check", None) or now
         self._admit(granted, now - start)
+        return now - start
 
     def try_acquire(self) -> bool:
         """Take one admission if that needs no waiting; ``False`` otherwise.

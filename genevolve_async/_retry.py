@@ -26,7 +26,9 @@ RetryCallback = Callable[[int, BaseException, float], None]
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, RateLimitedError | ServiceUnavailableError | TimeoutError)
+    if isinstance(exc, ServiceUnavailableError):
+        return exc.retryable
+    return isinstance(exc, RateLimitedError | TimeoutError)
 
 
 @dataclass(kw_only=True, slots=True, frozen=True)

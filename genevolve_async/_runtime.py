@@ -1,9 +1,8 @@
 """The Runtime: every process-wide resource, opened and closed together.
 
-One ``Runtime`` owns the HTTP clients (our lean wire client for the hot
-paths and an aiohttp session for the rest, each with its connection pool), the
-per-provider limiters, the retry policy, the endpoint pools and anything
-else registered with it (SDK clients, the image cache). Many agents, web
+One ``Runtime`` owns the one aiohttp session every request rides (see
+:mod:`._session`), the per-provider limiters, the retry policy, the endpoint
+pools and anything else registered with it (SDK clients, the image cache). Many agents, web
 requests and batch stages share one; an agent made without one creates its
 own. Like httpx's clients it can be opened once: reopening is an error.
 """
@@ -23,10 +22,10 @@ import aiohttp
 import anyio
 
 from ._endpoints import EndpointPool, Probe
-from ._errors import RuntimeClosedError
+from ._errors import ConfigurationError, RuntimeClosedError
 from ._limits import ProviderLimiter, ProviderLimits, RateGateFactory
 from ._retry import RetryPolicy
-from ._wire import WireClient
+from ._session import open_session
 from .telemetry import note_retry, runtime_closed, runtime_opened
 
 __all__ = ["Runtime", "RuntimeConfig", "RuntimeStats"]
@@ -46,10 +45,14 @@ class _State(enum.Enum):
 class RuntimeConfig:
     """Settings of a :class:`Runtime`; every field has a working default."""
 
-    max_connections: int = 4096
-    """Size of the shared connection pool (all hosts together)."""
+    max_connections: int = 0
+    """Cap on connections in use, all hosts together; 0: none. A cap queues
+    requests above it: at thousands of rollouts in flight the process's
+    file-descriptor limit is the cap that matters. A warning is logged once
+    when requests start to queue behind a cap."""
     max_connections_per_host: int = 0
-    """Per-host cap on connections (0: only the total cap applies)."""
+    """Cap on connections in use per host (0: none); set one for a server
+    that cannot take more (a small self-hosted gateway)."""
     keepalive_timeout: float = 75.0
     """Seconds an idle connection is kept for reuse (avoids churn under bursts)."""
     connect_timeout: float = 30.0
@@ -108,7 +111,6 @@ class Runtime:
         self._state = _State.UNOPENED
         self._stack = AsyncExitStack()
         self._session: aiohttp.ClientSession | None = None
-        self._wire: WireClient | None = None
         self._limiters: dict[str, ProviderLimiter] = {}
         self._pools: dict[tuple[str, tuple[str, ...]], EndpointPool] = {}
         self._resources: dict[str, Any] = {}
@@ -122,27 +124,13 @@ class Runtime:
             raise RuntimeClosedError("this Runtime is already open")
         if self._state is _State.CLOSED:
             raise RuntimeClosedError("a Runtime cannot be reopened once closed; make a new one")
-        connector = aiohttp.TCPConnector(
-            limit=self.config.max_connections,
-            limit_per_host=self.config.max_connections_per_host,
-            keepalive_timeout=self.config.keepalive_timeout,
-            ttl_dns_cache=300,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout),
-            # We never want cookies shared between rollouts or providers.
-            cookie_jar=aiohttp.DummyCookieJar(),
-            raise_for_status=False,
-        )
-        self._stack.push_async_callback(self._session.close)
-        self._wire = WireClient(
+        self._session = open_session(
             max_connections=self.config.max_connections,
             max_connections_per_host=self.config.max_connections_per_host,
             keepalive_timeout=self.config.keepalive_timeout,
             connect_timeout=self.config.connect_timeout,
         )
-        self._stack.push_async_callback(self._wire.aclose)
+        self._stack.push_async_callback(self._session.close)
         self._state = _State.OPEN
         runtime_opened(self)  # its counters become observable metrics
         return self
@@ -166,7 +154,6 @@ class Runtime:
             await self._stack.aclose()
         finally:
             self._session = None
-            self._wire = None
             self._resources.clear()
 
     @property
@@ -182,31 +169,41 @@ class Runtime:
 
     @property
     def http(self) -> aiohttp.ClientSession:
-        """The shared aiohttp session (one connection pool per runtime)."""
-        self._check_open()
-        assert self._session is not None
-        return self._session
+        """The one aiohttp session every request of this runtime rides."""
+        session = self._session
+        if session is None:
+            self._check_open()
+        assert session is not None
+        return session
 
-    @property
-    def wire(self) -> WireClient:
-        """The lean HTTP/1.1 client the hot paths use (policy, Serper, Qwen, images)."""
-        self._check_open()
-        assert self._wire is not None
-        return self._wire
+    def limiter(self, provider: str, limits: ProviderLimits | None = None) -> ProviderLimiter:
+        """The provider's one limiter, created on first use.
 
-    def limiter(self, provider: str) -> ProviderLimiter:
-        """The provider's limiter, created on first use from ``config.limits``."""
+        Args:
+            provider: the provider's name (``policy``, ``serper``, ``judge``...).
+            limits: the limits a client asks for (a judge's ``rpm``); ``None``
+                takes ``config.limits[provider]``, or no limit.
+
+        Raises:
+            ConfigurationError: the limiter exists with other limits than
+                ``limits``: one provider has one budget per runtime.
+        """
         limiter = self._limiters.get(provider)
         if limiter is None:
-            limits = self.config.limits.get(provider)
+            chosen = limits if limits is not None else self.config.limits.get(provider)
             gates = self.config.rate_gates
             limiter = ProviderLimiter(
                 provider,
-                limits,
+                chosen,
                 record_grants=self.config.record_grants,
-                gate=gates(provider, limits) if gates and limits and limits.rate else None,
+                gate=gates(provider, chosen) if gates and chosen and chosen.rate else None,
             )
             self._limiters[provider] = limiter
+        elif limits is not None and limiter.limits != limits:
+            raise ConfigurationError(
+                f"this Runtime's {provider} limiter has other limits ({limiter.limits}); "
+                f"all {provider} clients of one runtime share one budget"
+            )
         return limiter
 
     @property

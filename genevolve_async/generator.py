@@ -18,10 +18,11 @@ the generator); ``await agenerate(...)`` is its async twin.
 
 from __future__ import annotations
 
-from ._generator import ImageGenerator as ImageGenerator
-from ._generator_backends import NanoBananaProGenerator as NanoBananaProGenerator
-from ._generator_backends import QwenImageEditGenerator as QwenImageEditGenerator
-from ._generator_backends import QwenImageEditServiceGenerator as QwenImageEditServiceGenerator
+# A thin shim: the classes live in the compat package, under this old name.
+from .compat import ImageGenerator as ImageGenerator
+from .compat import NanoBananaProGenerator as NanoBananaProGenerator
+from .compat import QwenImageEditGenerator as QwenImageEditGenerator
+from .compat import QwenImageEditServiceGenerator as QwenImageEditServiceGenerator
 
 __all__ = [
     "ImageGenerator",

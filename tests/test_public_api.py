@@ -11,6 +11,7 @@ PUBLIC = [
     "genevolve_async.agent",
     "genevolve_async.bench",
     "genevolve_async.cluster",
+    "genevolve_async.compat",
     "genevolve_async.generator",
     "genevolve_async.judge",
     "genevolve_async.policy",

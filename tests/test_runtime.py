@@ -2,8 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from genevolve_async import ProviderLimits, Runtime, RuntimeClosedError, RuntimeConfig
-from genevolve_async._http import parse_retry_after, redact_url
+from genevolve_async import (
+    ConfigurationError,
+    ProviderLimits,
+    Runtime,
+    RuntimeClosedError,
+    RuntimeConfig,
+)
+from genevolve_async._status import parse_retry_after, redact_url
 
 
 async def test_lifecycle_and_no_reopen() -> None:
@@ -21,18 +27,34 @@ async def test_lifecycle_and_no_reopen() -> None:
             pass
 
 
-async def test_the_wire_client_follows_the_runtime() -> None:
+async def test_one_session_per_runtime_with_its_caps() -> None:
     runtime = Runtime(RuntimeConfig(max_connections=7, max_connections_per_host=3))
-    with pytest.raises(RuntimeClosedError, match="not open"):
-        _ = runtime.wire
     async with runtime:
-        wire = runtime.wire
-        assert wire is runtime.wire  # one per runtime
-        assert (wire.max_connections, wire.max_connections_per_host) == (7, 3)
-    with pytest.raises(RuntimeClosedError, match="closed"):
-        _ = runtime.wire
-    with pytest.raises(RuntimeError, match="closed"):
-        await wire.request("GET", "http://127.0.0.1:9/")
+        session = runtime.http
+        assert session is runtime.http  # one per runtime
+        connector = session.connector
+        assert connector is not None
+        assert (connector.limit, connector.limit_per_host) == (7, 3)
+    assert session.closed
+
+
+async def test_defaults_set_no_connection_cap() -> None:
+    # A cap queues every request above it; at thousands of rollouts in flight
+    # the defaults must not be the bottleneck.
+    async with Runtime() as runtime:
+        connector = runtime.http.connector
+        assert connector is not None
+        assert (connector.limit, connector.limit_per_host) == (0, 0)
+
+
+async def test_one_limiter_registry() -> None:
+    async with Runtime(limits={"judge": ProviderLimits(rate=1)}) as runtime:
+        mine = ProviderLimits(max_in_flight=4)
+        assert runtime.limiter("other", mine) is runtime.limiter("other")
+        assert runtime.limiter("other").limits == mine
+        with pytest.raises(ConfigurationError, match="one budget"):
+            runtime.limiter("other", ProviderLimits(max_in_flight=5))
+        assert runtime.limiter("judge").limits.rate == 1
 
 
 async def test_shared_limiters_pools_and_resources_closed_in_order() -> None:

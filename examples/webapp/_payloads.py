@@ -26,6 +26,7 @@ from genevolve_async import (
     RoundStarted,
     ToolCallFinished,
     ToolCallStarted,
+    scrub_secrets,
 )
 
 __all__ = [
@@ -81,13 +82,18 @@ class Redactor:
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Longest first, so a key that contains another is blanked whole.
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._secrets = tuple(s for s in secrets if s)
 
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return _ABSOLUTE_PATH.sub("<path>", _FILE_URL.sub("<path>", text))
+    def __call__(self, text: str, limit: int | None = None) -> str:
+        """``text`` cleaned, then cut to ``limit`` characters.
+
+        Cleaning comes first: a cut through a key would leave a piece of it
+        that no longer matches. A long piece of a key at an edge of the text
+        (somebody else's cut) is blanked too (see ``scrub_secrets``).
+        """
+        text = scrub_secrets(text, self._secrets)
+        text = _ABSOLUTE_PATH.sub("<path>", _FILE_URL.sub("<path>", text))
+        return text if limit is None else text[:limit]
 
 
 def _reference(ref: ReferenceImage) -> dict[str, str]:
@@ -139,7 +145,7 @@ def event_payload(event: AgentEvent, redact: Redactor) -> dict[str, Any]:
             "round": event.round,
             "seconds": round(event.seconds, 3),
             "finish_reason": event.finish_reason,
-            "content": redact((event.content or "")[:_REPLY_CHARS]),
+            "content": redact(event.content or "", _REPLY_CHARS),
             "completion_tokens": event.usage.completion_tokens,
         }
     if isinstance(event, ToolCallStarted):
@@ -153,7 +159,7 @@ def event_payload(event: AgentEvent, redact: Redactor) -> dict[str, Any]:
             "name": event.name,
             "ok": event.ok,
             "seconds": round(event.seconds, 3),
-            "preview": redact(event.observation[:_PREVIEW_CHARS]),
+            "preview": redact(event.observation, _PREVIEW_CHARS),
         }
     if isinstance(event, Answered):
         return {

@@ -71,7 +71,8 @@ class AgentConfig:
     request_timeout: float = 600.0
     """Seconds for one policy call."""
     policy_route: Literal["lean", "openai"] = "lean"
-    """``lean``: direct POST on aiohttp; ``openai``: through ``AsyncOpenAI``."""
+    """``lean``: a direct POST on the runtime's aiohttp session; ``openai``: through
+    ``AsyncOpenAI``, on an httpx transport over the same session."""
     seed: int | None = None
     """Default sampling seed (``arun(seed=...)`` overrides)."""
     extra_body: dict[str, Any] | None = None

@@ -197,7 +197,7 @@ async def _run_pipeline(
         settings = ImageCacheSettings(
             folder=root / "cache", allow_private=True, timeout=cfg.call_timeout
         )
-        stages, renderer, judge = _stages(cfg, sims, keys, runtime, settings, root / "out")
+        stages, renderer, _judge = _stages(cfg, sims, keys, runtime, settings, root / "out")
         async with renderer, anyio.create_task_group() as tg:
             tg.start_soon(_kill_replica, cfg, sims, report)
             options = BatchOptions(quiet=True)
@@ -205,8 +205,8 @@ async def _run_pipeline(
             tg.cancel_scope.cancel()
         # Before the runtime closes: what the batch left checked out, and what it did.
         report.connections_in_use = _connections_in_use(runtime)
+        # One registry: the judge's limiter is among them.
         report.limiters = [check_limiter(lim) for lim in runtime.limiters.values()]
-        report.limiters.append(check_limiter(await judge.limiter()))
         report.retries = dict(sorted(runtime.stats.retries.items()))
         image_cache = await ImageCache.for_runtime(runtime, settings)
         report.image_drops = dict(sorted(image_cache.stats.dropped.items()))

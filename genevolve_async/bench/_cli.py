@@ -162,7 +162,10 @@ def _parser() -> argparse.ArgumentParser:
         "--policy-route",
         choices=("lean", "openai", "both"),
         default="lean",
-        help="lean: direct POST on aiohttp; openai: through AsyncOpenAI; both: one run each",
+        help=(
+            "lean: direct POST on the runtime's aiohttp session; openai: AsyncOpenAI "
+            "on the same session; both: one run each"
+        ),
     )
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the latency, fault and arrival draws"

@@ -9,6 +9,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .._stats import percentile
+
 __all__ = ["Scenario", "efficiency", "percentile", "steady_rate", "theoretical_throughput"]
 
 
@@ -68,15 +70,3 @@ def steady_rate(completion_times: Sequence[float], *, warmup: int = 0) -> float:
     span = ordered[-1] - ordered[first]
     return (len(ordered) - 1 - first) / span if span > 0 else 0.0
 
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) by linear interpolation; 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    rank = (len(ordered) - 1) * q / 100.0
-    lo = math.floor(rank)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (rank - lo)

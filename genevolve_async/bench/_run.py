@@ -126,11 +126,11 @@ async def run_rollouts(
 ) -> BenchResult:
     """Run ``num_rollouts`` rollouts through a fresh runtime and agent, and measure."""
     limits = {"serper": ProviderLimits(rate=serper_rate)} if serper_rate else {}
-    config = RuntimeConfig(
-        max_connections=max_connections or max(1024, concurrency * 4),
-        limits=limits,
-        record_grants=True,
-    )
+    # The runtime's own defaults (no connection cap), as a user gets them;
+    # ``max_connections`` only to study a cap on purpose.
+    config = RuntimeConfig(limits=limits, record_grants=True)
+    if max_connections is not None:
+        config.max_connections = max_connections
     with tempfile.TemporaryDirectory(prefix="genevolve-bench-", dir=image_root) as tmp:
         async with Runtime(config) as runtime:
             tools = bench_tools(serper_url, Path(tmp)) if serper_url else [QueryKnowledge()]

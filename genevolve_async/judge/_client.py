@@ -19,19 +19,15 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from .._errors import (
-    BadResponseError,
-    ConfigurationError,
-    ServiceError,
-    ServiceUnavailableError,
-)
-from .._http import redact_url, sdk_status_error
+from .._errors import BadResponseError, ConfigurationError, ServiceUnavailableError
 from .._lazy import import_off_loop
 from .._limits import ProviderLimiter, ProviderLimits
 from .._offload import parse_foreign
+from .._provider_call import Attempt, Provider, RetryElsewhere, call_provider
 from .._retry import RetryPolicy
 from .._runtime import Runtime
-from ..telemetry import provider_call
+from .._sdk_http import sdk_http_client
+from .._status import redact_url, sdk_status_error
 from ._images import encode_judge_image
 from ._messages import DEFAULT_JUDGE_USER_TEMPLATE, build_judge_messages
 from ._parse import JudgeParseError, JudgeScores, parse_judge_reply
@@ -49,10 +45,9 @@ DEFAULT_JUDGE_MODEL = "gemini-3.1-pro-preview"
 _TEMPERATURE = 0.0
 _MAX_TOKENS = 8192
 _MAX_DELAY = 10.0
-_LIMITER_KEY = "judge.limiter"
 
 
-class _UnusableReply(ServiceUnavailableError):
+class _UnusableReply(RetryElsewhere):
     """A reply without usable scores: worth asking again, so it rides the retry policy."""
 
 
@@ -143,7 +138,10 @@ class JudgeClient:
             sleep=base.sleep,
             rng=base.rng,
         )
-        self._on_retry = runtime.on_retry(JUDGE_SERVICE)
+        # A judgement is a stateless completion: safe to ask again.
+        self._provider = Provider(
+            name=JUDGE_SERVICE, secrets=(self._api_key,), safe_to_repeat=True, retry=self.retry
+        )
 
     def __repr__(self) -> str:  # never the key
         return f"JudgeClient(model={self.model!r}, base_url={redact_url(self.base_url)!r})"
@@ -154,19 +152,7 @@ class JudgeClient:
         Raises:
             ConfigurationError: The runtime's judge limiter has other limits.
         """
-
-        async def factory() -> ProviderLimiter:
-            return ProviderLimiter(
-                JUDGE_SERVICE, self.limits, record_grants=self.runtime.config.record_grants
-            )
-
-        limiter: ProviderLimiter = await self.runtime.resource(_LIMITER_KEY, factory)
-        if limiter.limits != self.limits:
-            raise ConfigurationError(
-                f"this Runtime's judge limiter has other limits ({limiter.limits}); "
-                "all judge clients of one runtime share one budget"
-            )
-        return limiter
+        return self.runtime.limiter(JUDGE_SERVICE, self.limits)
 
     async def judge(
         self,
@@ -214,28 +200,24 @@ class JudgeClient:
         limiter = await self.limiter()
         attempts = 0
 
-        async def attempt() -> JudgeScores:
+        async def send(attempt: Attempt) -> JudgeScores:
             nonlocal attempts
-            attempts += 1
-            client = await self._client()  # made once; outside the slot so grants track sends
-            async with limiter.slot():
-                text = await self._complete(client, messages)
+            attempts = attempt.number
+            text = await self._complete(await self._client(), messages)
             try:
                 return await parse_foreign(parse_judge_reply, text)
             except JudgeParseError as exc:
                 raise _UnusableReply(str(exc), service=JUDGE_SERVICE) from exc
 
-        with provider_call(JUDGE_SERVICE, "generate_content"):
-            try:
-                parsed = await self.retry.call(attempt, on_retry=self._on_retry)
-            except _UnusableReply as exc:
-                self.runtime.stats.failures[JUDGE_SERVICE] += 1
-                raise BadResponseError(
-                    f"no usable scores after {attempts} tries: {exc}", service=JUDGE_SERVICE
-                ) from exc
-            except ServiceError:
-                self.runtime.stats.failures[JUDGE_SERVICE] += 1
-                raise
+        # The SDK client is made once, before the first slot is taken, so that
+        # the limiter's grants track sends.
+        await self._client()
+        try:
+            parsed = await call_provider(self.runtime, self._provider, send, limiter=limiter)
+        except _UnusableReply as exc:
+            raise BadResponseError(
+                f"no usable scores after {attempts} tries: {exc}", service=JUDGE_SERVICE
+            ) from exc
         return JudgeVerdict(
             scores=normalize_scores(parsed), rationale=parsed.rationale, attempts=attempts
         )
@@ -260,7 +242,7 @@ class JudgeClient:
                 api_key=self._api_key,
                 max_retries=0,  # our retry policy decides, with the limiter in the loop
                 timeout=self.timeout,
-                http_client=openai.DefaultAioHttpClient(),
+                http_client=await sdk_http_client(self.runtime),
             )
 
         return await self.runtime.resource(

@@ -21,8 +21,8 @@ import aiohttp
 import anyio
 
 from .._errors import ConfigurationError
-from .._http import redact_url
 from .._runtime import Runtime
+from .._status import redact_url
 from ._inputs import BadRow, InputSource, aiter_entries
 from ._text import plural
 

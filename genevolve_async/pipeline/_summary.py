@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..bench import percentile
+from .._stats import percentile
 from ..judge import aggregate, format_summary_table, summary_csv_text, summary_dict, summary_rows
 from ._checkpoint import read_records, scan_checkpoint
 from ._groups import GroupReport

@@ -4,10 +4,12 @@ A rollout sticks to its replica for all rounds (the replica's prefix cache
 then holds the growing conversation), a new rollout goes to the least-loaded
 replica, and a failing replica is quarantined while its rollouts move on.
 
-Two routes: ``lean`` POSTs the chat-completions body on the runtime's wire
-client (about a millisecond of CPU less per call than the SDK here), and
-``openai`` goes through ``AsyncOpenAI`` for providers where the SDK's
-compatibility matters. Both return the same :class:`ChatReply`.
+Two routes, both on the runtime's one aiohttp session and through the one
+provider-call recipe (:mod:`.._provider_call`): ``lean`` POSTs the
+orjson-encoded body directly (about a millisecond of CPU less per call than
+the SDK), and ``openai`` goes through ``AsyncOpenAI`` on an httpx transport
+over the same session, for providers where the SDK's compatibility matters.
+Both return the same :class:`ChatReply`.
 """
 
 from __future__ import annotations
@@ -22,17 +24,13 @@ import anyio
 
 from .. import _json
 from .._endpoints import Endpoint, EndpointPool
-from .._errors import (
-    ConfigurationError,
-    RateLimitedError,
-    ServiceError,
-    ServiceUnavailableError,
-)
-from .._http import post_json, redact_url, scrub_secret, sdk_status_error
+from .._errors import ConfigurationError, ServiceUnavailableError
 from .._lazy import import_off_loop
+from .._provider_call import Attempt, Provider, call_provider
 from .._runtime import Runtime
+from .._sdk_http import sdk_http_client
+from .._status import redact_url, sdk_status_error
 from .._types import JSONObject, Message
-from ..telemetry import provider_call
 from ._reply import ChatReply, reply_from_json
 
 __all__ = ["PolicyAffinity", "PolicyClient", "PolicyRoute"]
@@ -90,7 +88,9 @@ class PolicyClient:
             cooldown=cooldown,
             probe=self._probe,
         )
-        self._limiter = runtime.limiter(SERVICE)
+        # Chat completions are stateless inference (the openai SDK itself retries
+        # them after a dropped connection): safe to send again.
+        self._provider = Provider(name=SERVICE, secrets=(self._api_key,), safe_to_repeat=True)
 
     def __repr__(self) -> str:  # never show the key
         urls = ", ".join(e.url for e in self.pool.endpoints)
@@ -121,59 +121,29 @@ class PolicyClient:
         if extra_body:
             body.update(extra_body)
         affinity = affinity if affinity is not None else PolicyAffinity()
-        encoded = _json.dumps_bytes(body) if self.route == "lean" else b""
-        last_failed: list[Endpoint | None] = [None]
+        if self.route == "lean":
+            encoded = _json.dumps_bytes(body)
 
-        async def attempt() -> ChatReply:
-            async with self.pool.lease(affinity.endpoint, avoid=last_failed[0]) as endpoint:
-                if affinity.endpoint is not None and endpoint is not affinity.endpoint:
-                    affinity.moves += 1
-                affinity.endpoint = endpoint
-                call.replica(endpoint.url)
-                try:
-                    async with self._limiter.slot():
-                        if self.route == "lean":
-                            data = await post_json(
-                                self.runtime.wire,
-                                endpoint.url + "/chat/completions",
-                                encoded,
-                                service=SERVICE,
-                                headers=self._headers,
-                                timeout=self._request_timeout,
-                            )
-                            reply = reply_from_json(data, endpoint=endpoint.url)
-                        else:
-                            reply = await self._complete_sdk(endpoint, body)
-                except RateLimitedError:
-                    # A 429 means busy, not broken: try elsewhere, no quarantine.
-                    last_failed[0] = endpoint
-                    raise
-                except ServiceUnavailableError:
-                    last_failed[0] = endpoint
-                    self.pool.report(endpoint, ok=False)
-                    raise
-                except ServiceError:
-                    self.pool.report(endpoint, ok=True)  # our request's fault, not the replica's
-                    raise
-                self.pool.report(endpoint, ok=True)
-                return reply
-
-        async def scrubbed() -> ChatReply:
-            try:
-                return await attempt()
-            except ServiceError as exc:
-                # Before the retry policy logs it: a server may echo our key in its body.
-                scrub_secret(exc, self._api_key)
-                raise
-
-        with provider_call(SERVICE, "chat.completions") as call:
-            try:
-                return await self.runtime.retry.call(
-                    scrubbed, on_retry=self.runtime.on_retry(SERVICE)
+            async def send(attempt: Attempt) -> ChatReply:
+                assert attempt.endpoint is not None
+                url = attempt.endpoint.url
+                data = await attempt.post_json(
+                    url + "/chat/completions",
+                    encoded,
+                    headers=self._headers,
+                    timeout=self._request_timeout,
                 )
-            except ServiceError:
-                self.runtime.stats.failures[SERVICE] += 1
-                raise
+                return reply_from_json(data, endpoint=url)
+
+        else:
+
+            async def send(attempt: Attempt) -> ChatReply:
+                assert attempt.endpoint is not None
+                return await self._complete_sdk(attempt.endpoint, body)
+
+        return await call_provider(
+            self.runtime, self._provider, send, pool=self.pool, sticky=affinity
+        )
 
     async def _probe(self, endpoint: Endpoint) -> bool:
         try:
@@ -231,7 +201,7 @@ class PolicyClient:
             api_key=self._api_key,
             max_retries=0,  # our retry policy decides, with the limiter in the loop
             timeout=self._request_timeout,
-            http_client=openai.DefaultAioHttpClient(),
+            http_client=await sdk_http_client(self.runtime),
         )
 
 

@@ -33,13 +33,12 @@ from .._errors import (
     BadResponseError,
     ConfigurationError,
     RateLimitedError,
-    ServiceError,
     ServiceUnavailableError,
 )
-from .._http import parse_retry_after, redact_url
 from .._limits import ProviderLimiter, ProviderLimits
+from .._provider_call import Attempt, Provider, call_provider
 from .._runtime import Runtime
-from ..telemetry import provider_call
+from .._status import parse_retry_after, redact_url, status_error
 from ._base import PathLike, RendererBase
 
 if TYPE_CHECKING:
@@ -137,22 +136,18 @@ class NanoBananaRenderer(RendererBase):
         return key.strip()
 
     async def limiter(self) -> ProviderLimiter:
-        """The limiter every Nano Banana Pro request in this runtime passes."""
-        runtime = self.runtime
+        """The limiter every Nano Banana Pro request in this runtime passes.
+
+        Raises:
+            ConfigurationError: The runtime's limiter has other limits than ours.
+        """
         if self.rpm is None and self.max_in_flight is None:
-            return runtime.limiter(SERVICE)
+            return self.runtime.limiter(SERVICE)
         if self.rpm is not None:
             limits = ProviderLimits.per_minute(self.rpm, max_in_flight=self.max_in_flight)
         else:
             limits = ProviderLimits(max_in_flight=self.max_in_flight)
-
-        # RuntimeConfig.limits is fixed when the runtime is built, so our own limiter
-        # is registered as a runtime resource: the first renderer's limits hold
-        # for every renderer of this runtime.
-        async def make() -> ProviderLimiter:
-            return ProviderLimiter(SERVICE, limits, record_grants=runtime.config.record_grants)
-
-        return await runtime.resource(f"limiter:{SERVICE}", make)
+        return self.runtime.limiter(SERVICE, limits)
 
     async def _client(self) -> genai.Client:
         runtime = self.runtime
@@ -226,24 +221,19 @@ class NanoBananaRenderer(RendererBase):
         contents = [types.Content(role="user", parts=parts)]
         config = types.GenerateContentConfig(seed=seed) if seed is not None else None
 
-        async def attempt() -> Any:
-            async with limiter.slot():
-                try:
-                    return await client.aio.models.generate_content(
-                        model=self.model, contents=contents, config=config
-                    )
-                except Exception as exc:
-                    mapped = _classify(exc, self.base_url)
-                    if mapped is exc:
-                        raise
-                    raise mapped from exc
-
-        with provider_call(SERVICE, "generate_content", url=self.base_url):
+        async def send(attempt: Attempt) -> Any:
             try:
-                response = await runtime.retry.call(attempt, on_retry=runtime.on_retry(SERVICE))
-            except ServiceError:
-                runtime.stats.failures[SERVICE] += 1
-                raise
+                return await client.aio.models.generate_content(
+                    model=self.model, contents=contents, config=config
+                )
+            except Exception as exc:
+                mapped = _classify(exc, self.base_url)
+                if mapped is exc:
+                    raise
+                raise mapped from exc
+
+        provider = Provider(name=SERVICE, secrets=(self._key(),), safe_to_repeat=False)
+        response = await call_provider(runtime, provider, send, limiter=limiter)
         data = _inline_image(response)
         return await anyio.to_thread.run_sync(_decode_image, data)
 
@@ -346,41 +336,40 @@ def _retry_delay(details: Any, headers: Mapping[str, str] | None = None) -> floa
 
 
 def _classify(exc: Exception, base_url: str | None) -> Exception:
-    """Map an SDK or transport failure onto our error tree (messages carry no key)."""
+    """Map an SDK or transport failure onto our error tree (messages carry no key).
+
+    An HTTP answer goes through the one status table; Google's own twists
+    come first: a 429's delay sits in its RetryInfo, and a bad key is a 400.
+    """
     from google.genai import errors
 
     where = f"{SERVICE} {redact_url(base_url)}" if base_url else SERVICE
     if isinstance(exc, errors.APIError):
         code = int(exc.code or 0)
-        message = str(exc.message or exc.status or "")[:300]
+        message = str(exc.message or exc.status or "")
         response = getattr(exc, "response", None)
         headers = getattr(response, "headers", None)
         if code == 429:
             return RateLimitedError(
-                f"{where} answered 429 {message}",
+                f"{where} answered 429 {message[:300]}",
                 service=SERVICE,
                 retry_after=_retry_delay(exc.details, headers),
             )
-        if code in (401, 403) or (code == 400 and "API key" in message):
+        if code == 400 and "API key" in message:
             # Google reports a bad key as 400 INVALID_ARGUMENT (API_KEY_INVALID).
-            return AuthenticationError(
-                f"{where} refused the API key (HTTP {code}); check GOOGLE_API_KEY / GEMINI_API_KEY",
-                service=SERVICE,
-                status=code,
+            code = 401
+        error = status_error(code, headers, service=SERVICE, where=where, body=message)
+        if isinstance(error, AuthenticationError):
+            error.args = (
+                f"{where} refused the API key (HTTP {exc.code}); "
+                "check GOOGLE_API_KEY / GEMINI_API_KEY",
             )
-        if code >= 500 or code == 408:
-            retry_after = parse_retry_after(headers.get("Retry-After")) if headers else None
-            return ServiceUnavailableError(
-                f"{where} answered HTTP {code} {message}",
-                service=SERVICE,
-                status=code,
-                retry_after=retry_after,
-            )
-        return BadResponseError(
-            f"{where} answered HTTP {code} {message}", service=SERVICE, status=code
-        )
-    if isinstance(exc, TimeoutError):
-        return ServiceUnavailableError(f"{where} timed out", service=SERVICE)
-    if isinstance(exc, aiohttp.ClientError):
-        return ServiceUnavailableError(f"{where}: {type(exc).__name__}: {exc}", service=SERVICE)
+            error.status = int(exc.code or 0)
+        return error
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ServiceUnavailableError(f"{where}: cannot connect", service=SERVICE)
+    if isinstance(exc, TimeoutError | aiohttp.ClientError):
+        # The request may have reached Google, which bills a generation that ran.
+        what = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+        return ServiceUnavailableError(f"{where}: {what}", service=SERVICE, retryable=False)
     return exc

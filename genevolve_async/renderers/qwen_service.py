@@ -3,8 +3,11 @@
 Several service URLs share the work through the runtime's endpoint pool:
 least-loaded choice with round-robin ties, a per-URL cap on requests in
 flight equal to the GPU count the service's ``GET /health`` reports (so a
-slow endpoint is not piled on while others are free), a failed request moved
-to another endpoint by the retry policy, and an endpoint that fails
+slow endpoint is not piled on while others are free; a service without
+``/health`` is not capped, so the caller's parallelism spreads round-robin),
+a failed request moved to another endpoint by the retry policy (an answer
+of ``success: false`` is tried up to three times, as the original client
+did), and an endpoint that fails
 ``quarantine_after`` times in a row taken out and probed with ``/health``
 before it serves again.
 
@@ -31,16 +34,11 @@ from PIL import Image
 from .. import _json
 from .._decode import ImageDecodeError, open_image
 from .._endpoints import Endpoint, EndpointPool
-from .._errors import (
-    BadResponseError,
-    ConfigurationError,
-    RateLimitedError,
-    ServiceError,
-    ServiceUnavailableError,
-)
-from .._http import post_json, redact_url
+from .._errors import BadResponseError, ConfigurationError
+from .._provider_call import Attempt, Provider, RetryElsewhere, call_provider
 from .._runtime import Runtime
-from ..telemetry import note_replica, provider_call
+from .._session import read_body
+from .._status import redact_url
 from ._base import PathLike, ReferenceRequiredError, RendererBase
 from ._sizing import resolve_size
 
@@ -50,6 +48,16 @@ logger = logging.getLogger("genevolve_async.renderers.qwen_service")
 
 SERVICE = "qwen_service"
 """Provider name for the runtime's pool, limiter and statistics."""
+
+_PROVIDER = Provider(
+    name=SERVICE,
+    # SPEC: a 503 means every GPU is busy; try another service, no quarantine step.
+    busy_statuses=frozenset({429, 503}),
+    # A render takes a GPU for minutes: one that may have run is not sent again.
+    safe_to_repeat=False,
+)
+_UNSUCCESSFUL_TRIES = 3
+"""Tries of a render the service answered ``success: false`` (the original's count)."""
 
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
@@ -64,7 +72,9 @@ class QwenServiceRenderer(RendererBase):
             when used as ``async with``.
         max_in_flight_per_url: Cap on requests in flight per URL. ``None``
             reads the GPU count from each service's ``/health`` on first use
-            (1 when it reports none or cannot be reached).
+            (1 when it reports none); a service without ``/health``, or one
+            that cannot be reached, gets no cap: the caller's parallelism is
+            spread round-robin over the URLs.
         timeout: Seconds one request may take; renders are slow.
         quarantine_after: Consecutive failures that quarantine an endpoint.
         cooldown: Seconds a quarantined endpoint waits before its health probe.
@@ -196,52 +206,25 @@ class QwenServiceRenderer(RendererBase):
         encoded = await anyio.to_thread.run_sync(_json.dumps_bytes, body)
         del body, data_uris
         pool = await self._sized_pool()
-        failed: list[Endpoint] = []  # endpoints that failed this request, newest last
+        unsuccessful = 0
 
-        # A coroutine function, not a lambda: tenacity calls a plain callable's
-        # result without awaiting it on the retries.
-        async def attempt() -> tuple[str, str]:
-            return await self._attempt(runtime, pool, encoded, failed)
-
-        with provider_call(SERVICE, "generate"):
+        async def send(attempt: Attempt) -> tuple[str, str]:
+            nonlocal unsuccessful
+            assert attempt.endpoint is not None
+            url = attempt.endpoint.url
+            data = await attempt.post_json(url + "/generate", encoded, timeout=self._timeout)
             try:
-                answer = await runtime.retry.call(attempt, on_retry=runtime.on_retry(SERVICE))
-            except ServiceError:
-                runtime.stats.failures[SERVICE] += 1
+                return _image_field(data, url), url
+            except _Unsuccessful as exc:
+                # The original client tried a failed render up to three times,
+                # round-robin: a render a GPU fumbled may work on another one.
+                unsuccessful += 1
+                if unsuccessful >= _UNSUCCESSFUL_TRIES:
+                    raise BadResponseError(str(exc), service=SERVICE) from exc
                 raise
+
+        answer = await call_provider(runtime, _PROVIDER, send, pool=pool)
         return await anyio.to_thread.run_sync(_decode_png, answer)
-
-    async def _attempt(
-        self, runtime: Runtime, pool: EndpointPool, encoded: bytes, failed: list[Endpoint]
-    ) -> tuple[str, str]:
-        """One try on one endpoint; returns ``(base64 PNG, endpoint URL)``."""
-        async with pool.lease(avoid=failed[-1] if failed else None) as endpoint:
-            note_replica(endpoint.url)
-            try:
-                async with runtime.limiter(SERVICE).slot():
-                    data = await post_json(
-                        runtime.wire,
-                        endpoint.url + "/generate",
-                        encoded,
-                        service=SERVICE,
-                        timeout=self._timeout,
-                    )
-                image = _image_field(data, endpoint.url)
-            except (RateLimitedError, ServiceUnavailableError) as exc:
-                failed.append(endpoint)
-                # A 429, or a 503 (SPEC: every GPU busy), is busy, not broken:
-                # move on without a step toward quarantine.
-                if not isinstance(exc, RateLimitedError) and exc.status != 503:
-                    pool.report(endpoint, ok=False)
-                if any(e is not endpoint for e in pool.healthy()):
-                    # Retry-After speaks for this endpoint; the retry goes to another.
-                    exc.retry_after = None
-                raise
-            except ServiceError:
-                pool.report(endpoint, ok=True)  # a 400 or success:false: the service is alive
-                raise
-            pool.report(endpoint, ok=True)
-            return image, endpoint.url
 
     # -- endpoint sizing and health ------------------------------------------
 
@@ -261,28 +244,36 @@ class QwenServiceRenderer(RendererBase):
 
     async def _size_endpoint(self, pool: EndpointPool, endpoint: Endpoint) -> None:
         gpus = await self._health(endpoint)
+        if gpus is _NO_HEALTH:
+            # A service without /health (the published ones may lack it): no cap,
+            # so the caller's parallelism spreads round-robin over the URLs.
+            pool.set_capacity(endpoint, None)
+            return
         if gpus is None:
             logger.warning(
-                "%s: /health of %s failed; capping it at 1 request in flight",
+                "%s: /health of %s failed; leaving it uncapped, one step from quarantine",
                 SERVICE,
                 redact_url(endpoint.url),
             )
-            pool.set_capacity(endpoint, 1)
+            pool.set_capacity(endpoint, None)
             pool.report(endpoint, ok=False)  # probably down: one step toward quarantine
             return
         pool.set_capacity(endpoint, gpus)
 
     async def _health(self, endpoint: Endpoint) -> int | None:
-        """The GPU count ``/health`` reports (1 if none), or None when it is unhealthy."""
+        """The GPU count ``/health`` reports (1 if none); ``_NO_HEALTH`` when the
+        service has no ``/health``; ``None`` when it is unhealthy or unreachable."""
         try:
             async with self.runtime.http.get(
                 endpoint.url + "/health", timeout=self._health_timeout
             ) as resp:
-                raw = await resp.read()
+                raw = await read_body(resp, _MAX_HEALTH)
+                if resp.status in (404, 405, 501):
+                    return _NO_HEALTH
                 if resp.status != 200:
                     return None
             payload = _json.loads(raw)
-        except (aiohttp.ClientError, TimeoutError, ValueError):
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
             return None
         if not isinstance(payload, dict):
             return 1
@@ -297,11 +288,18 @@ class QwenServiceRenderer(RendererBase):
         if gpus is None:
             return False
         if self.max_in_flight_per_url is None:
-            self.pool.set_capacity(endpoint, gpus)
+            self.pool.set_capacity(endpoint, None if gpus is _NO_HEALTH else gpus)
         return True
 
 
 _HEALTHY = frozenset({"ok", "healthy", "ready", "up", "serving"})
+_NO_HEALTH = 0
+"""What :meth:`QwenServiceRenderer._health` says of a service without ``/health``."""
+_MAX_HEALTH = 64 * 1024
+
+
+class _Unsuccessful(RetryElsewhere):
+    """``success: false``: tried again on another service, a few times."""
 
 
 def _gpu_count(health: dict[str, Any]) -> int:
@@ -372,7 +370,7 @@ def _image_field(data: Any, url: str) -> str:
         raise BadResponseError(f"{where} answered a JSON {type(data).__name__}", service=SERVICE)
     if data.get("success") is False:
         message = str(data.get("message") or data.get("error") or "no message")[:500]
-        raise BadResponseError(f"{where} failed to render: {message}", service=SERVICE)
+        raise _Unsuccessful(f"{where} failed to render: {message}", service=SERVICE)
     image = data.get("image") or data.get("image_base64")
     if not isinstance(image, str) or not image:
         raise BadResponseError(f"{where} answered without an image", service=SERVICE)

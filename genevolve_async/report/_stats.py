@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from ..bench import percentile
+from .._stats import percentile
 from ..judge import aggregate, summary_dict
 from ..pipeline import StageKind, StageSummary
 from ..pipeline._groups import _overall as item_overall  # one reading of a row's score

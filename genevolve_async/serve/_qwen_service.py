@@ -22,15 +22,16 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import anyio
 import anyio.abc
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .._runtime import Runtime
 from ..renderers._sizing import resolve_size
 from ..renderers.diffusers import load_pipeline, run_pipeline
-from ._references import BadReference, load_references
+from ..tools._address import AddressPolicy
+from ._references import BadReference, ReferenceFetcher, load_references
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -58,6 +59,11 @@ class ServiceSettings:
     """Seconds running jobs get to finish at shutdown."""
     fetch_timeout: float = 30.0
     """Seconds allowed per http(s) reference download."""
+    fetch_http_references: bool = False
+    """Fetch http(s) references (off: data URIs only, as the published clients send)."""
+    allowed_reference_networks: tuple[str, ...] = ()
+    """Private networks fetched references may come from (CIDRs; ``0.0.0.0/0``
+    and ``::/0`` allow every address). Public addresses are always allowed."""
     retry_after: int = 5
     """Seconds suggested to clients in 503 answers."""
 
@@ -158,7 +164,7 @@ class QwenService:
         self._free: deque[_Device] = deque()
         self._slots = anyio.Semaphore(0)
         self._tg: anyio.abc.TaskGroup | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._fetcher: ReferenceFetcher | None = None
         self._accepting = False
         self._queued = 0
         self._jobs: set[_Job] = set()
@@ -180,6 +186,23 @@ class QwenService:
         return loaded
 
     @asynccontextmanager
+    async def _references(self) -> AsyncIterator[ReferenceFetcher | None]:
+        """The reference fetcher (on a Runtime of our own), or ``None`` when fetching is off."""
+        settings = self.settings
+        if not settings.fetch_http_references:
+            yield None
+            return
+        async with Runtime() as runtime:
+            yield ReferenceFetcher(
+                runtime=runtime,
+                policy=AddressPolicy.build(
+                    allow_private=False, networks=settings.allowed_reference_networks
+                ),
+                max_bytes=settings.max_body_bytes,
+                timeout=settings.fetch_timeout,
+            )
+
+    @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Load pipelines, serve while inside, then shut down gracefully.
 
@@ -189,8 +212,8 @@ class QwenService:
         devices = await self._load()
         self._free = deque(devices)
         self._slots = anyio.Semaphore(len(devices))
-        async with aiohttp.ClientSession() as session, anyio.create_task_group() as tg:
-            self._session, self._tg, self._accepting = session, tg, True
+        async with self._references() as fetcher, anyio.create_task_group() as tg:
+            self._fetcher, self._tg, self._accepting = fetcher, tg, True
             try:
                 yield
             finally:
@@ -275,12 +298,7 @@ class QwenService:
 
     async def _decode_and_run(self, request: GenerateRequest, ticket: _Ticket) -> Reply:
         try:
-            images = await load_references(
-                request.image_urls,
-                session=self._session,
-                max_bytes=self.settings.max_body_bytes,
-                fetch_timeout=self.settings.fetch_timeout,
-            )
+            images = await load_references(request.image_urls, fetcher=self._fetcher)
             width, height = resolve_size(images[0].size, request.width, request.height)
         except (BadReference, ValueError) as exc:
             return error_reply(400, str(exc))

@@ -1,8 +1,13 @@
 """Turning `/generate`'s `image_urls` into upright RGB images.
 
-Data URIs are decoded and http(s) URLs fetched with aiohttp (size cap and
-timeout); base64 and PIL decoding run in a worker thread, never on the loop.
-Every failure is a `BadReference` naming the reference, answered with HTTP 400.
+Data URIs are accepted by default (the published clients send them). http(s)
+references are fetched only when the service is started with fetching on,
+and then through the same guarded download as the agent's image cache
+(`tools._download`: public addresses only unless allowed, every redirect
+hop checked, bounded hops, size and decompression limits), on a Runtime of
+the service's own. Base64 and PIL decoding run in a worker thread, never on
+the loop. Every failure is a `BadReference` naming the reference, answered
+with HTTP 400.
 """
 
 from __future__ import annotations
@@ -11,15 +16,22 @@ import base64
 import binascii
 import urllib.parse
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import aiohttp
 import anyio.to_thread
 
+from .._runtime import Runtime
+from .._session import BodyTooLargeError, read_body
+from .._status import redact_url
+from ..tools._address import AddressPolicy
+from ..tools._download import DownloadRefused, open_download
+
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["BadReference", "load_references"]
+__all__ = ["BadReference", "ReferenceFetcher", "load_references"]
 
 
 class BadReference(ValueError):
@@ -62,42 +74,49 @@ def _decode_all(items: list[str | bytes]) -> list[Image.Image]:
     return [_decode(item, index) for index, item in enumerate(items, start=1)]
 
 
-async def _fetch(
-    session: aiohttp.ClientSession, url: str, index: int, *, max_bytes: int, timeout: float
-) -> bytes:
-    try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-            if response.status != 200:
-                raise BadReference(
-                    f"reference {index}: GET {_short(url)} answered HTTP {response.status}"
-                )
-            if response.content_length is not None and response.content_length > max_bytes:
-                raise BadReference(f"reference {index} is larger than {max_bytes} bytes")
-            buffer = bytearray()
-            async for chunk in response.content.iter_chunked(1 << 16):
-                buffer += chunk
-                # Content-Length can be absent or wrong; count what actually arrives.
-                if len(buffer) > max_bytes:
-                    raise BadReference(f"reference {index} is larger than {max_bytes} bytes")
-            return bytes(buffer)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise BadReference(f"reference {index}: fetching {_short(url)} failed ({exc!r})") from exc
+@dataclass(kw_only=True, slots=True, frozen=True)
+class ReferenceFetcher:
+    """Fetches http(s) references on a runtime's session, through the download guard."""
+
+    runtime: Runtime
+    policy: AddressPolicy
+    max_bytes: int
+    timeout: float
+    max_redirects: int = 5
+
+    async def fetch(self, url: str, index: int) -> bytes:
+        try:
+            async with open_download(
+                self.runtime.http,
+                url,
+                policy=self.policy,
+                timeout=self.timeout,
+                max_redirects=self.max_redirects,
+                max_bytes=self.max_bytes,
+            ) as response:
+                return await read_body(response, self.max_bytes)
+        except DownloadRefused as exc:
+            raise BadReference(
+                f"reference {index}: fetching {_short(redact_url(url))} failed ({exc.reason}: {exc})"
+            ) from exc
+        except BodyTooLargeError as exc:
+            raise BadReference(f"reference {index} is larger than {self.max_bytes} bytes") from exc
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise BadReference(
+                f"reference {index}: fetching {_short(redact_url(url))} failed ({type(exc).__name__})"
+            ) from exc
 
 
 async def load_references(
     urls: Sequence[str],
     *,
-    session: aiohttp.ClientSession | None,
-    max_bytes: int,
-    fetch_timeout: float,
+    fetcher: ReferenceFetcher | None,
 ) -> list[Image.Image]:
     """Fetch and decode reference images.
 
     Args:
         urls: Data URIs or http(s) URLs, first reference first.
-        session: Session for http(s) fetches; `None` refuses http(s) references.
-        max_bytes: Largest accepted download.
-        fetch_timeout: Seconds allowed per download.
+        fetcher: Fetches http(s) references; `None` refuses them.
 
     Returns:
         Upright RGB images in `urls` order.
@@ -111,11 +130,12 @@ async def load_references(
         if scheme.startswith("data:"):
             items.append(url)
         elif scheme.startswith(("http://", "https://")):
-            if session is None:
-                raise BadReference(f"reference {index}: http(s) references are not enabled")
-            items.append(
-                await _fetch(session, url, index, max_bytes=max_bytes, timeout=fetch_timeout)
-            )
+            if fetcher is None:
+                raise BadReference(
+                    f"reference {index}: http(s) references are not enabled on this service "
+                    "(send a data URI, or start it with --fetch-http-references)"
+                )
+            items.append(await fetcher.fetch(url, index))
         else:
             raise BadReference(
                 f"reference {index}: expected a data URI or an http(s) URL, got {_short(url)}"

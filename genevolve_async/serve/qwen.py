@@ -44,6 +44,8 @@ def create_app(
     max_references: int = 4,
     max_body_bytes: int = 64 << 20,
     shutdown_grace: float = 30,
+    fetch_http_references: bool = False,
+    allowed_reference_networks: Sequence[str] = (),
 ) -> FastAPI:
     """Build the service app; its lifespan loads pipelines and drains jobs at exit.
 
@@ -58,6 +60,10 @@ def create_app(
         max_references: Most references per request (more is a 400).
         max_body_bytes: Largest request body and fetched reference (413 / 400).
         shutdown_grace: Seconds running jobs get to finish at shutdown.
+        fetch_http_references: Fetch http(s) references (off: data URIs only).
+            Fetches pass the agent's download guard: public addresses only,
+            every redirect hop checked, size and decompression limits.
+        allowed_reference_networks: Private networks (CIDRs) fetches may reach.
 
     Returns:
         A FastAPI app; serve it with uvicorn (its lifespan must run).
@@ -82,6 +88,8 @@ def create_app(
         max_references=max_references,
         max_body_bytes=max_body_bytes,
         shutdown_grace=shutdown_grace,
+        fetch_http_references=fetch_http_references,
+        allowed_reference_networks=tuple(allowed_reference_networks),
     )
     if pipelines is None and devices is None:
         devices = _default_devices()
@@ -117,6 +125,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--job-timeout", type=float, default=1800.0)
     parser.add_argument("--shutdown-grace", type=float, default=30.0)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--fetch-http-references",
+        action="store_true",
+        help="also accept http(s) image_urls (default: data URIs only); public hosts only",
+    )
+    parser.add_argument(
+        "--allow-reference-network",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a private network fetched references may come from (repeatable)",
+    )
     return parser.parse_args(argv)
 
 
@@ -142,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
         max_queue=args.max_queue,
         job_timeout=args.job_timeout,
         shutdown_grace=args.shutdown_grace,
+        fetch_http_references=args.fetch_http_references,
+        allowed_reference_networks=args.allow_reference_network,
     )
     # uvicorn drains open requests before the lifespan exits; bound that wait too.
     uvicorn.run(

@@ -81,6 +81,7 @@ class SimQwenService:
             ``0`` omits the GPU fields entirely, like a service that reports none.
         retry_after: ``Retry-After`` seconds sent with a 429 or 503, as our real
             service does (``None``: no header).
+        health: Serve ``GET /health`` (``False``: a 404, like a service without one).
     """
 
     def __init__(
@@ -93,6 +94,7 @@ class SimQwenService:
         image_key: Literal["image", "image_base64"] = "image",
         health_gpus: int | None = None,
         retry_after: float | None = 1.0,
+        health: bool = True,
     ) -> None:
         if gpus < 1:
             raise ValueError("a simulated Qwen service needs at least one GPU slot")
@@ -124,7 +126,8 @@ class SimQwenService:
             middlewares=[counting_middleware(self.stats)], client_max_size=128 * 2**20
         )
         self.app.router.add_post("/generate", self._generate)
-        self.app.router.add_get("/health", self._health)
+        if health:
+            self.app.router.add_get("/health", self._health)
 
     def fail_next(self, count: int, fault: QwenFault = 500) -> None:
         """Make the next ``count`` ``/generate`` requests fail with ``fault``."""

@@ -4,21 +4,20 @@ An agent inside a web service downloads whatever URL a search result names.
 Without a guard it is a proxy into the internal network (cloud metadata at
 169.254.169.254, admin panels on 10.x, the service's own loopback). The
 guard checks the addresses the connection will actually use: IP literals
-before each request, host names inside the wire client's resolver, so a name
+before each request, and every address a name resolves to in the runtime's
+connector (:mod:`.._session`), which then connects to exactly those, so a name
 cannot resolve to a public address when checked and a private one when
-connecting (DNS rebinding). Every redirect hop is a new request, so it
-passes the same checks.
+connecting (DNS rebinding). A pooled connection's peer is checked again, and
+every redirect hop is a new request through the same checks.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["AddressPolicy", "GuardedResolver", "RefusedAddressError"]
+__all__ = ["AddressPolicy", "RefusedAddressError", "is_public_address"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -96,34 +95,3 @@ class AddressPolicy:
             return  # a name: the resolver checks what it resolves to
         if not self.allows(ip):
             raise RefusedAddressError(f"address {ip} is not public")
-
-
-class GuardedResolver:
-    """Resolves names for the wire client, refusing a name with any refused address.
-
-    All addresses must pass: the client may try any of them. The client
-    then connects to the addresses returned here, never resolving again.
-    """
-
-    def __init__(self, policy: AddressPolicy) -> None:
-        self.policy = policy
-
-    async def __call__(self, host: str, port: int) -> list[str]:
-        try:
-            found = [str(ipaddress.ip_address(host.strip("[]")))]  # a literal: no lookup
-        except ValueError:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
-            found = [str(sockaddr[0]) for *_, sockaddr in infos]
-        addresses: list[str] = []
-        for address in found:
-            try:
-                ip = ipaddress.ip_address(address)
-            except ValueError as exc:
-                raise RefusedAddressError(f"{host} resolved to an unparsable address") from exc
-            if not self.policy.allows(ip):
-                raise RefusedAddressError(f"{host} resolves to {ip}, which is not public")
-            if address not in addresses:
-                addresses.append(address)
-        return addresses

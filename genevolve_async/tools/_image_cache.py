@@ -20,23 +20,21 @@ import hashlib
 import io
 import logging
 import os
-import time
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urljoin, urlsplit
 
 import aiofiles
 import aiofiles.os
+import aiohttp
 import anyio
 
 from .._errors import ConfigurationError
-from .._http import redact_url
-from .._wire import BodyTooLargeError, WireClient, WireResponse, WireStream
-from ._address import AddressPolicy, GuardedResolver, RefusedAddressError
+from .._status import redact_url
+from ._address import AddressPolicy
+from ._download import DownloadRefused, check_url, open_download, refusal_for
 from ._image_files import (
     ImageRejectedError,
     PlaceJob,
@@ -60,7 +58,7 @@ __all__ = ["ImageCache"]
 logger = logging.getLogger("genevolve_async.tools.images")
 
 _RESOURCE_KEY = "image_cache"
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 64 * 1024
 _FLUSH = 256 * 1024  # bytes buffered per disk write: fewer thread hops
 # Bodies up to this size stay in memory and reach the disk in the same
 # worker-thread hop that verifies them (one hop per image instead of many);
@@ -74,17 +72,8 @@ _WRITES_PER_HOP = 64  # a hop that also takes others' unstarted writes stays sho
 _FAILED_WRITES_KEPT = 4096
 _MEMO_SIZE = 65_536
 _MAX_REFUSED_HOSTS_SHOWN = 20  # a search that returns many private hosts says so a few times
-_ACCEPTED_TYPES = ("application/octet-stream", "binary/octet-stream")
-_HEADERS = {
-    "Accept": "image/avif,image/webp,image/png,image/jpeg,image/*;q=0.8",
-    "User-Agent": "Mozilla/5.0 (compatible; genevolve-async image fetcher)",
-}
 
-
-class _Dropped(Exception):
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(detail or reason)
-        self.reason = reason
+_Dropped = DownloadRefused
 
 
 class _Latch:
@@ -166,7 +155,6 @@ class ImageCache:
         # short, and a crowd of threads fighting the event loop for the GIL
         # costs far more CPU (futex storms) than the stores themselves.
         self._store_threads = anyio.CapacityLimiter(2)
-        self._client: WireClient | None = None
         self._accepted: list[ImageCacheSettings] = []
         self._refused_reasons: set[str] = set()
 
@@ -204,27 +192,16 @@ class ImageCache:
         return cache
 
     async def open(self) -> None:
-        """Create the folders and, when private hosts are refused, the guarded client."""
+        """Create the folders and read the index log of earlier runs."""
         for folder in (self.folder, self._partial):
             await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
         # Known URLs from earlier runs, read once: a URL never seen costs no
         # disk lookup on the hot path, and a new one costs one appended line.
         self._index_names = await anyio.to_thread.run_sync(read_index_log, self._index_log)
         self._index_fd = await anyio.to_thread.run_sync(open_index_log, self._index_log)
-        if not self.policy.allow_private:
-            config = self.runtime.config
-            # Our own client, because its resolver is what enforces the
-            # address policy at connect time (no DNS-rebinding gap).
-            self._client = WireClient(
-                max_connections=config.max_connections,
-                max_connections_per_host=config.max_connections_per_host,
-                keepalive_timeout=config.keepalive_timeout,
-                connect_timeout=config.connect_timeout,
-                resolve=GuardedResolver(self.policy),
-            )
 
     async def aclose(self) -> None:
-        """Write what is still unwritten, then close the index log and our client."""
+        """Write what is still unwritten, then close the index log."""
         waiting = [w for w in self._writes.values() if not w.started]
         if waiting:
             for write in waiting:
@@ -233,13 +210,6 @@ class ImageCache:
         fd, self._index_fd = self._index_fd, None
         if fd is not None:
             os.close(fd)
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    @property
-    def _wire(self) -> WireClient:
-        return self._client if self._client is not None else self.runtime.wire
 
     # -- the public verb -------------------------------------------------------
 
@@ -512,203 +482,59 @@ class ImageCache:
         fetched: dict[str, tuple[str, int, bytes | Path]],
         out: dict[str, Path | None],
     ) -> None:
-        """Download ``urls`` concurrently, with no task per download in the usual case.
-
-        Every request goes out first; the answers are then read in order.
-        An answer that is complete when its turn comes (a small image: the
-        usual case) is handled in this task. A redirect, or a body still
-        arriving, moves to a task of its own, so no download waits on
-        another's body. Each download holds one limiter admission and one
-        connection until done.
-
-        Sending first never waits for an admission or a connection: the
-        downloads begun so far hold some, and other rollouts' fan-outs may
-        hold the rest, each waiting for the others' (a deadlock under tight
-        caps). When the limiter or the connection caps would make us wait,
-        the remaining downloads take the ordinary path instead, a task each,
-        waiting while holding nothing.
-        """
+        """Download ``urls`` concurrently, each under one limiter admission."""
         limiter = self.runtime.limiter(self.provider)
-        timeout = self.settings.timeout
-        begun: deque[tuple[str, WireStream, float]] = deque()
 
-        def drop(url: str, exc: _Dropped) -> None:
-            out[url] = None
-            self._drop(url, exc)
-
-        async def finish(url: str, stream: WireStream, resp: WireResponse, deadline: float) -> None:
+        async def one(url: str) -> None:
             try:
-                fetched[url] = await self._get(url, deadline, first=(stream, resp))
-            except _Dropped as exc:
-                drop(url, exc)
-            finally:
-                limiter.release()
-
-        async def waiting(url: str) -> None:
-            try:
+                check_url(url, self.policy)
                 async with limiter.slot():
-                    fetched[url] = await self._get(url, time.monotonic() + timeout)
+                    fetched[url] = await self._get(url)
             except _Dropped as exc:
-                drop(url, exc)
+                out[url] = None
+                self._drop(url, exc)
 
+        if len(urls) == 1:
+            await one(urls[0])  # no task for a lone download
+            return
+        async with anyio.create_task_group() as tg:
+            for url in urls:
+                tg.start_soon(one, url)
+
+    async def _get(self, url: str) -> tuple[str, int, bytes | Path]:
+        """Download ``url`` within the settings' deadline (see :func:`open_download`)."""
+        settings = self.settings
+        hops: list[int] = []
+        self.stats.requests += 1
         try:
-            async with anyio.create_task_group() as tg:
-                for index, url in enumerate(urls):
-                    deadline = time.monotonic() + timeout
-                    try:
-                        self._check_url(url)
-                    except _Dropped as exc:
-                        drop(url, exc)
-                        continue
-                    sent = False
-                    if limiter.try_acquire():
-                        stream = self._open(url, deadline)
-                        try:
-                            sent = await stream.begin(wait=False)
-                        except Exception as exc:
-                            limiter.release()
-                            self.stats.requests += 1
-                            drop(url, self._dropped_for(exc))
-                            continue
-                        except BaseException:
-                            limiter.release()
-                            raise
-                        if not sent:
-                            limiter.release()
-                    if not sent:  # we would wait: the rest wait in tasks, holding nothing
-                        for later in urls[index:]:
-                            tg.start_soon(waiting, later)
-                        break
-                    self.stats.requests += 1
-                    begun.append((url, stream, deadline))
-                while begun:
-                    url, stream, deadline = begun[0]
-                    try:
-                        resp = await stream.__aenter__()
-                    except Exception as exc:
-                        begun.popleft()
-                        limiter.release()
-                        drop(url, self._dropped_for(exc))
-                        continue
-                    begun.popleft()
-                    if resp.status in _REDIRECTS or not resp.complete:
-                        tg.start_soon(finish, url, stream, resp, deadline)
-                    else:
-                        await finish(url, stream, resp, deadline)
-        finally:
-            for _url, stream, _deadline in begun:  # cancelled: give up the unread ones
-                stream.abandon()
-                limiter.release()
-
-    def _open(self, url: str, deadline: float) -> WireStream:
-        return self._wire.stream(
-            "GET",
-            url,
-            headers=_HEADERS,
-            max_body=self.settings.max_bytes,
-            timeout=max(0.0, deadline - time.monotonic()),
-        )
-
-    async def _get(
-        self,
-        url: str,
-        deadline: float,
-        *,
-        first: tuple[WireStream, WireResponse] | None = None,
-    ) -> tuple[str, int, bytes | Path]:
-        """Download ``url``, following redirects, by ``deadline`` (``time.monotonic``).
-
-        ``first``: the first hop's stream, already entered. The client's own
-        timer bounds each hop (cheaper than a cancel scope per download).
-        """
-        current = url
-        for _ in range(self.settings.max_redirects + 1):
-            if first is not None:
-                (stream, resp), first = first, None
-            else:
-                self._check_url(current)
-                if deadline <= time.monotonic():
-                    raise _Dropped("timeout", f"no complete answer in {self.settings.timeout:g}s")
-                stream = self._open(current, deadline)
-                self.stats.requests += 1
-                try:
-                    resp = await stream.__aenter__()
-                except Exception as exc:
-                    raise self._dropped_for(exc) from exc
-            try:
-                if resp.status in _REDIRECTS:
-                    current = self._next_hop(current, resp.headers.get("Location"))
-                    continue
-                if resp.status != 200:
-                    raise _Dropped("http_status", f"HTTP {resp.status}")
-                self._check_type(resp.content_type)
+            async with open_download(
+                self.runtime.http,
+                url,
+                policy=self.policy,
+                timeout=settings.timeout,
+                max_redirects=settings.max_redirects,
+                max_bytes=settings.max_bytes,
+                hops=hops,
+            ) as resp:
+                self.stats.requests += hops[0]
                 return await self._stream(resp)
-            except _Dropped:
-                raise
-            except Exception as exc:
-                raise self._dropped_for(exc) from exc
-            finally:
-                # Any answer read to its end, refused or not, leaves a reusable connection.
-                stream.finish(reuse=resp.complete)
-        raise _Dropped("too_many_redirects", f"more than {self.settings.max_redirects}")
+        except _Dropped:
+            raise
+        except Exception as exc:
+            raise refusal_for(
+                exc, timeout=settings.timeout, max_redirects=settings.max_redirects
+            ) from exc
 
-    def _dropped_for(self, exc: Exception) -> _Dropped:
-        """Why a download failed, as a drop reason (re-raises what is not a download error)."""
-        if isinstance(exc, _Dropped):
-            return exc
-        if isinstance(exc, RefusedAddressError):
-            return _Dropped("private_address", str(exc))
-        if isinstance(exc, BodyTooLargeError):
-            return _Dropped("too_large", f"more than {self.settings.max_bytes} bytes")
-        if isinstance(exc, TimeoutError):
-            return _Dropped("timeout", f"no complete answer in {self.settings.timeout:g}s")
-        if isinstance(exc, OSError):
-            return _Dropped("network", f"{type(exc).__name__}: {exc}")
-        if isinstance(exc, ValueError):  # a URL the client cannot send
-            return _Dropped("bad_url", str(exc))
-        raise exc
-
-    def _check_url(self, url: str) -> None:
-        try:
-            parts = urlsplit(url)
-            host = parts.hostname
-        except ValueError as exc:
-            raise _Dropped("bad_url", str(exc)) from exc
-        if parts.scheme not in ("http", "https") or not host:
-            raise _Dropped("bad_url", f"only http(s) URLs with a host: {parts.scheme!r}")
-        try:
-            self.policy.check_host(host)
-        except RefusedAddressError as exc:
-            raise _Dropped("private_address", str(exc)) from exc
-
-    @staticmethod
-    def _next_hop(current: str, location: str | None) -> str:
-        if not location:
-            raise _Dropped("http_status", "a redirect without a Location")
-        try:
-            return urljoin(current, location.strip())
-        except ValueError as exc:
-            raise _Dropped("bad_url", "an unusable redirect Location") from exc
-
-    @staticmethod
-    def _check_type(content_type: str) -> None:
-        # Pillow has the last word; this only turns away pages and JSON early.
-        if content_type.startswith("image/") and content_type != "image/svg+xml":
-            return
-        if content_type in _ACCEPTED_TYPES:
-            return
-        raise _Dropped("content_type", content_type)
-
-    async def _stream(self, resp: WireResponse) -> tuple[str, int, bytes | Path]:
+    async def _stream(self, resp: aiohttp.ClientResponse) -> tuple[str, int, bytes | Path]:
         limit = self.settings.max_bytes
-        if resp.content_length is not None and resp.content_length > limit:
-            raise _Dropped("too_large", f"{resp.content_length} bytes announced")
-        if resp.complete:
-            # The usual case: a small image arrived with its headers.
+        length = resp.content_length  # within the limit: open_download checked
+        if length is not None and length <= _SPILL and "Content-Encoding" not in resp.headers:
+            # The usual case: a small image of announced size, read in one go.
             body = await resp.read()
             if not body:
                 raise _Dropped("not_image", "an empty body")
             return hashlib.sha256(body).hexdigest(), len(body), body
+        # Counted after decompression: a small compressed body cannot grow past the limit.
         hasher = hashlib.sha256()
         size = 0
         buffer = bytearray()
@@ -716,7 +542,7 @@ class ImageCache:
         tmp = self._partial / temp_name(".part")
         kept = False
         try:
-            async for chunk in resp.iter_chunks():
+            async for chunk in resp.content.iter_chunked(_CHUNK):
                 size += len(chunk)
                 if size > limit:
                     raise _Dropped("too_large", f"more than {limit} bytes")

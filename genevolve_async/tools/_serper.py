@@ -13,28 +13,18 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import _json
-from .._errors import (
-    AuthenticationError,
-    BadResponseError,
-    ConfigurationError,
-    RateLimitedError,
-    ServiceError,
-    ServiceUnavailableError,
-)
-from .._http import post_json, redact_url
+from .._errors import BadResponseError, ConfigurationError
+from .._provider_call import Attempt, Provider, call_provider
+from .._status import redact_url, status_error
 from ._search_backend import ImageResult, WebResult
 
 if TYPE_CHECKING:
     from .._runtime import Runtime
-from ..telemetry import provider_call
 
 __all__ = ["DEFAULT_SERPER_BASE_URL", "SerperBackend"]
 
 DEFAULT_SERPER_BASE_URL = "https://google.serper.dev"
 """Serper's own endpoint, used when neither an argument nor ``SERPER_BASE_URL`` names one."""
-
-# Most of a gateway's error text is useful; a key it might echo is not.
-_MAX_MESSAGE = 300
 
 
 def _text(value: Any) -> str:
@@ -172,43 +162,30 @@ class SerperBackend:
             )
         return results[:num]
 
-    # -- the wire --------------------------------------------------------------
+    # -- the call --------------------------------------------------------------
 
     async def _call(self, runtime: Runtime, endpoint: str, query: str, num: int) -> dict[str, Any]:
         key = self._key()
         url = f"{self.base_url}/{endpoint}"
         body = _json.dumps_bytes({"q": query, "num": num, **self._extra})
         headers = {"X-API-KEY": key}
-        limiter = runtime.limiter(self.provider)
-        provider = self.provider
+        # A search reads and changes nothing: safe to send again.
+        provider = Provider(name=self.provider, secrets=(key,), safe_to_repeat=True)
 
-        async def attempt() -> dict[str, Any]:
-            # One slot per attempt: a retry queues at the limiter again.
-            async with limiter.slot():
-                data = await post_json(
-                    runtime.wire,
-                    url,
-                    body,
-                    service=provider,
-                    headers=headers,
-                    timeout=self.timeout,
-                )
+        async def send(attempt: Attempt) -> dict[str, Any]:
+            data = await attempt.post_json(url, body, headers=headers, timeout=self.timeout)
             return _checked(data, endpoint, provider, url)
 
-        with provider_call(provider, endpoint, url=self.base_url):
-            try:
-                return await runtime.retry.call(attempt, on_retry=runtime.on_retry(provider))
-            except ServiceError as exc:
-                runtime.stats.failures[provider] += 1
-                if isinstance(exc, RateLimitedError):
-                    # on_retry counted the 429s that were retried; this is the last one.
-                    runtime.stats.rate_limited[provider] += 1
-                _scrub(exc, key)
-                raise
+        return await call_provider(runtime, provider, send)
 
 
-def _checked(data: Any, endpoint: str, service: str, url: str) -> dict[str, Any]:
-    """The answer if it is a usable object; gateways may say 200 and mean an error."""
+def _checked(data: Any, endpoint: str, provider: Provider, url: str) -> dict[str, Any]:
+    """The answer if it is a usable object; gateways may say 200 and mean an error.
+
+    Such an error is classified by the status it names (or, lacking one, by
+    what its text says) through the one status table.
+    """
+    service = provider.name
     if not isinstance(data, dict):
         where = f"{service} {redact_url(url)}"
         raise BadResponseError(f"{where} answered JSON that is not an object", service=service)
@@ -218,29 +195,26 @@ def _checked(data: Any, endpoint: str, service: str, url: str) -> dict[str, Any]
     status = _int(data.get("statusCode"))
     if not error and not (message and expected not in data) and not (status and status >= 400):
         return data  # the common case: no URL to redact
-    where = f"{service} {redact_url(url)}"
     detail = error if error else message
     if isinstance(detail, Mapping):
         try:
             detail = detail.get("message") or _json.dumps(detail)
         except TypeError:  # orjson writes 255 levels; the answer may nest deeper
             detail = "an error object nested too deeply to show"
-    text = " ".join(str(detail or f"status {status}").split())[:_MAX_MESSAGE]
-    lowered = text.lower()
-    if status in (401, 403) or "unauthorized" in lowered or "api key" in lowered:
-        raise AuthenticationError(
-            f"{where} refused the credentials ({text}); check the API key",
-            service=service,
-            status=status or 403,
-        )
-    if status == 429 or "rate limit" in lowered or "too many requests" in lowered:
-        raise RateLimitedError(f"{where} is rate limiting: {text}", service=service)
-    if status is not None and status >= 500:
-        raise ServiceUnavailableError(f"{where} reported an error: {text}", service=service)
-    raise BadResponseError(f"{where} answered an error: {text}", service=service, status=status)
-
-
-def _scrub(exc: BaseException, key: str) -> None:
-    """Remove the key from an error's message, in case a gateway echoed it."""
-    if len(key) >= 4 and any(key in str(arg) for arg in exc.args):
-        exc.args = tuple(str(arg).replace(key, "[redacted]") for arg in exc.args)
+    text = str(detail or f"status {status}")
+    if status is None or status < 400:
+        lowered = text.lower()
+        if "unauthorized" in lowered or "api key" in lowered:
+            status = 401
+        elif "rate limit" in lowered or "too many requests" in lowered:
+            status = 429
+        else:
+            status = 400
+    raise status_error(
+        status,
+        None,
+        service=service,
+        where=f"{service} {redact_url(url)}",
+        body=text,
+        secrets=provider.secrets,
+    )

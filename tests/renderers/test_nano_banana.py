@@ -212,11 +212,15 @@ async def test_limiter_and_client_are_shared_per_runtime(
 ) -> None:
     _, url = gemini
     first = renderer_for(url, fast_runtime, rpm=60)
-    second = renderer_for(url, fast_runtime, rpm=600)
+    second = renderer_for(url, fast_runtime, rpm=60)
     assert await first.limiter() is await second.limiter()
     assert await first._client() is await second._client()
-    # Without rpm/max_in_flight the runtime's configured limiter is used.
-    assert await renderer_for(url, fast_runtime).limiter() is fast_runtime.limiter("nano_banana")
+    # One limiter per provider and runtime: without rpm/max_in_flight a
+    # renderer takes it as it is, and other limits are refused, not ignored.
+    assert await renderer_for(url, fast_runtime).limiter() is await first.limiter()
+    assert fast_runtime.limiter("nano_banana") is await first.limiter()
+    with pytest.raises(ConfigurationError, match="one budget"):
+        await renderer_for(url, fast_runtime, rpm=600).limiter()
 
 
 async def test_own_runtime_closes_the_sdk_client(gemini: tuple[SimGemini, str]) -> None:

@@ -265,27 +265,55 @@ async def test_400_is_not_retried(fast_runtime: Runtime, ref: str) -> None:
     assert renderer.pool.endpoints[0].quarantined_until is None
 
 
-async def test_success_false_carries_the_message(fast_runtime: Runtime, ref: str) -> None:
+async def test_success_false_is_tried_three_times_and_carries_the_message(
+    fast_runtime: Runtime, ref: str
+) -> None:
     sim = SimQwenService()
-    sim.fail_next(1, "success_false")
+    sim.fail_next(3, "success_false")
     async with SimServer(sim.app) as server:
         renderer = QwenServiceRenderer(server.url, runtime=fast_runtime)
         with pytest.raises(BadResponseError, match="simulated model failure"):
             await renderer.render("p", [ref])
-    assert sim.stats.route("POST /generate").requests == 1
+    assert sim.stats.route("POST /generate").requests == 3  # the original's three tries
+    assert renderer.pool.endpoints[0].quarantined_until is None  # alive, not broken
 
 
-async def test_request_timeout_is_retried_then_fails(ref: str) -> None:
-    # Two slots: the first (abandoned) render still holds one when the retry arrives.
+async def test_success_false_moves_round_robin(fast_runtime: Runtime, ref: str) -> None:
+    first, second = SimQwenService(), SimQwenService()
+    first.fail_next(1, "success_false")
+    async with SimServer(first.app) as one, SimServer(second.app) as two:
+        renderer = QwenServiceRenderer([one.url, two.url], runtime=fast_runtime)
+        await renderer.render("p", [ref])
+    assert (first.model_failures, first.renders, second.renders) == (1, 0, 1)
+
+
+async def test_without_health_the_callers_parallelism_spreads(
+    fast_runtime: Runtime, ref: str
+) -> None:
+    sims = [SimQwenService(gpus=4, health=False, latency=Latency(mean=0.1)) for _ in range(2)]
+    async with SimServer(sims[0].app) as one, SimServer(sims[1].app) as two:
+        renderer = QwenServiceRenderer([one.url, two.url], runtime=fast_runtime)
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(renderer.render, "p", [ref])
+    # Not capped at one request per URL: both took several at once, evenly.
+    assert [e.capacity for e in renderer.pool.endpoints] == [None, None]
+    assert [s.renders for s in sims] == [4, 4]
+    assert all(s.peak_in_flight > 1 for s in sims)
+    assert all(e.quarantined_until is None for e in renderer.pool.endpoints)
+
+
+async def test_a_render_that_timed_out_is_not_sent_again(ref: str) -> None:
+    # The service may be rendering it still: a second POST would take a GPU twice.
     sim = SimQwenService(gpus=2, latency=Latency(mean=1.0))
     async with (
         SimServer(sim.app) as server,
-        Runtime(retry=RetryPolicy(attempts=2, initial=0.01, jitter=0)) as runtime,
+        Runtime(retry=RetryPolicy(attempts=3, initial=0.01, jitter=0)) as runtime,
     ):
         renderer = QwenServiceRenderer(server.url, runtime=runtime, timeout=0.1)
         with pytest.raises(ServiceUnavailableError, match="timed out"):
             await renderer.render("p", [ref])
-    assert sim.stats.route("POST /generate").requests == 2
+    assert sim.stats.route("POST /generate").requests == 1
 
 
 async def test_needs_a_reference(fast_runtime: Runtime) -> None:

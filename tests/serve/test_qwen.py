@@ -326,10 +326,14 @@ async def image_host() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def test_http_references_are_fetched() -> None:
+async def test_http_references_are_fetched_when_enabled() -> None:
     gate = threading.Event()
     gate.set()
-    app = create_app([("cpu", GatedPipeline(gate))])
+    app = create_app(
+        [("cpu", GatedPipeline(gate))],
+        fetch_http_references=True,
+        allowed_reference_networks=["127.0.0.0/8"],
+    )
     async with image_host() as host, serving(app) as client:
         ok = await client.post(
             "/generate", json=body(image_urls=[f"{host}/ref.png"], width=None, height=None)
@@ -339,6 +343,23 @@ async def test_http_references_are_fetched() -> None:
     assert (ok.json()["width"], ok.json()["height"]) == (512, 1024)
     assert missing.status_code == 400
     assert "HTTP 404" in missing.json()["message"]
+
+
+async def test_http_references_are_off_by_default_and_guarded_when_on() -> None:
+    gate = threading.Event()
+    gate.set()
+    default = create_app([("cpu", GatedPipeline(gate))])
+    guarded = create_app([("cpu", GatedPipeline(gate))], fetch_http_references=True)
+    async with image_host() as host:
+        async with serving(default) as client:
+            off = await client.post("/generate", json=body(image_urls=[f"{host}/ref.png"]))
+            data = await client.post("/generate", json=body())  # a data URI: always accepted
+        async with serving(guarded) as client:
+            private = await client.post("/generate", json=body(image_urls=[f"{host}/ref.png"]))
+    assert off.status_code == 400 and "not enabled" in off.json()["message"]
+    assert data.status_code == 200
+    # Loopback is not public: the same guard as the agent's image downloads.
+    assert private.status_code == 400 and "private_address" in private.json()["message"]
 
 
 async def test_real_uvicorn_server(tiny_pipeline: Any) -> None:

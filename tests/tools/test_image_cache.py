@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import ipaddress
@@ -11,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import aiohttp.abc
 import anyio
 import pytest
 
@@ -247,6 +248,44 @@ async def test_every_redirect_hop_is_checked(
     assert await cache.fetch(f"{url}/redirect/2/allowed.png") is not None
 
 
+async def test_a_pooled_connection_is_checked_again(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    host, url = images
+    # An unguarded request (a policy call, say) leaves a keep-alive connection
+    # to the host; a guarded download must not ride it.
+    async with runtime.http.get(f"{url}/img/warm.png") as resp:
+        await resp.read()
+    cache = await ImageCache.for_runtime(runtime, guarded(cache_settings))
+    assert await cache.fetch(f"{url}/img/pooled.png") is None
+    assert cache.stats.dropped == {"private_address": 1}
+    assert host.downloads["pooled.png"] == 0
+
+
+async def test_a_name_with_any_refused_address_is_refused(
+    images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    host, url = images
+    port = int(url.rsplit(":", 1)[1])
+
+    class Rebinding(aiohttp.abc.AbstractResolver):
+        async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[Any]:
+            return [
+                {"hostname": host, "host": a, "port": port, "family": 2, "proto": 0, "flags": 0}
+                for a in ("93.184.216.34", "127.0.0.1")
+            ]
+
+        async def close(self) -> None:
+            pass
+
+    connector = runtime.http.connector
+    connector._resolver = Rebinding()  # type: ignore[union-attr]
+    cache = await ImageCache.for_runtime(runtime, guarded(cache_settings))
+    assert await cache.fetch(f"http://images.example:{port}/img/rebind.png") is None
+    assert cache.stats.dropped == {"private_address": 1}
+    assert host.downloads["rebind.png"] == 0
+
+
 @pytest.mark.parametrize(
     ("address", "public"),
     [
@@ -344,10 +383,17 @@ def test_index_log_skips_torn_and_unsafe_lines(tmp_path: Path) -> None:
     assert read_index_log(tmp_path / "missing.log") == {}
 
 
-# -- downloads fan out without a task each -------------------------------------------
+# -- downloads fan out ------------------------------------------------------------
 
 
-async def test_small_images_download_concurrently_without_a_task_each(
+def _connections_in_use(runtime: Runtime) -> int:
+    # aiohttp has no public counter of checked-out connections.
+    connector = runtime.http.connector
+    assert connector is not None
+    return len(connector._acquired)  # type: ignore[attr-defined]
+
+
+async def test_small_images_download_concurrently(
     images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
 ) -> None:
     host, url = images
@@ -355,25 +401,10 @@ async def test_small_images_download_concurrently_without_a_task_each(
     # back, however busy the machine (0-20 ms shuffled ones could finish first).
     host.shuffle, host.latency = False, Latency(mean=0.5)
     cache = await ImageCache.for_runtime(runtime, cache_settings)
-    loop = asyncio.get_running_loop()
-    made: list[object] = []
-    factory = loop.get_task_factory()
-
-    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        # Ours run through anyio; the image host in this loop (aiohttp) makes its own.
-        where = getattr(getattr(coro, "cr_code", None), "co_filename", "")
-        if "aiohttp" not in where and "asyncio" not in where:
-            made.append(coro)
-        return asyncio.Task(coro, loop=loop, **kwargs)
-
-    loop.set_task_factory(counting)
-    try:
-        paths = await cache.fetch_many([f"{url}/img/fan-{i}.png" for i in range(5)])
-    finally:
-        loop.set_task_factory(factory)
+    paths = await cache.fetch_many([f"{url}/img/fan-{i}.png" for i in range(5)])
     assert all(p is not None and p.is_file() for p in paths)
-    assert made == []  # every answer came whole: read in this task, one after another
-    assert host.stats.route("GET /img/{name}").peak_in_flight == 5  # yet all five at once
+    assert host.stats.route("GET /img/{name}").peak_in_flight == 5  # all five at once
+    assert _connections_in_use(runtime) == 0
 
 
 async def test_a_stalled_answer_does_not_hold_up_the_others(
@@ -399,7 +430,7 @@ async def test_a_cancelled_fan_out_gives_back_its_admissions_and_connections(
             await cache.fetch_many(urls)
     assert scope.cancelled_caught
     assert runtime.limiter(cache.provider).in_flight == 0
-    assert runtime.wire.connections_in_use == 0
+    assert _connections_in_use(runtime) == 0
     assert files_under(cache.folder) == []
 
 
@@ -430,7 +461,7 @@ async def test_fan_outs_under_tight_caps_never_wait_on_each_other(
         assert len(results) == 8
         assert all(p is not None and p.is_file() for paths in results for p in paths)
         assert runtime.limiter(cache.provider).in_flight == 0
-        assert runtime.wire.connections_in_use == 0
+        assert _connections_in_use(runtime) == 0
 
 
 async def test_a_refused_host_is_named_once_with_the_setting_that_allows_it(

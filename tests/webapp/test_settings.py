@@ -64,5 +64,17 @@ def test_redactor_blanks_keys_and_paths_but_keeps_urls() -> None:
         "asked http://127.0.0.1:8000/v1/chat/completions"
     )
     assert redact(text) == (
-        "key *** refused; wrote <path> and <path>; asked http://127.0.0.1:8000/v1/chat/completions"
+        "key [redacted] refused; wrote <path> and <path>; "
+        "asked http://127.0.0.1:8000/v1/chat/completions"
     )
+
+
+def test_redactor_cleans_before_it_cuts_and_catches_cut_keys() -> None:
+    key = "sk-secret-1234567890"
+    redact = Redactor([key])
+    # A cut through the key would leave "sk-secret-12" that no longer matches.
+    assert redact(f"refused {key} today", limit=20) == "refused [redacted] t"
+    # Somebody else's cut: a long piece of the key at the edge is the key.
+    assert redact(f"refused {key[:12]}") == "refused [redacted]"
+    assert redact(f"{key[-10:]} was refused") == "[redacted] was refused"
+    assert redact("a short sk-s piece stays") == "a short sk-s piece stays"

@@ -16,8 +16,8 @@ import anyio
 import anyio.to_thread
 from PIL import Image, ImageOps
 
-from . import _errors, _runtime, renderers
-from ._decode import open_image
+from .. import _errors, _runtime, renderers
+from .._decode import open_image
 from ._generator import ImageGenerator
 
 __all__ = ["NanoBananaProGenerator", "QwenImageEditGenerator", "QwenImageEditServiceGenerator"]

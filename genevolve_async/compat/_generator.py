@@ -1,4 +1,4 @@
-"""``ImageGenerator``: the sync/async machinery under ``genevolve_async.generator``.
+"""``ImageGenerator``: the sync/async machinery under the original's generator classes.
 
 Each generator answers ``generate(prompt, image_paths)`` with a PIL image, as
 the original's did. ``generate`` is for sync
@@ -27,8 +27,8 @@ import anyio
 import anyio.to_thread
 from PIL import Image
 
-from . import _errors, _retry, _runtime, renderers
-from .agent import _portal
+from .. import _errors, _retry, _runtime, renderers
+from ..agent import _portal
 
 __all__ = ["ImageGenerator"]
 
