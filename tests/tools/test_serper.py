@@ -24,6 +24,7 @@ from genevolve_async import (
     ServiceUnavailableError,
 )
 from genevolve_async._limits import max_in_window
+from genevolve_async._provider_call import Provider
 from genevolve_async.sim import SimSerper, SimServer
 from genevolve_async.tools import SerperBackend
 from tests._hostile import json_values
@@ -284,7 +285,8 @@ async def test_any_answer_gives_results_or_a_classified_error(answer: Any, endpo
     async def canned(runtime: Any, endpoint_: str, query: str, num: int) -> dict[str, Any]:
         from genevolve_async.tools._serper import _checked
 
-        return _checked(answer, endpoint_, "serper", "http://127.0.0.1:9/" + endpoint_)
+        provider = Provider(name="serper", secrets=(KEY,))
+        return _checked(answer, endpoint_, provider, "http://127.0.0.1:9/" + endpoint_)
 
     backend._call = canned  # type: ignore[method-assign]
     try:
@@ -301,4 +303,4 @@ def test_an_error_nested_past_orjson_depth_is_still_classified() -> None:
     for _ in range(300):
         nested = {"inner": nested}
     with pytest.raises(GenEvolveError, match="nested too deeply"):
-        _checked({"error": nested}, "search", "serper", "http://127.0.0.1:9/search")
+        _checked({"error": nested}, "search", Provider(name="serper"), "http://127.0.0.1:9/search")
