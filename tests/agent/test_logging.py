@@ -46,6 +46,10 @@ async def test_many_rollouts_do_not_stall_the_loop(make_agent: Any) -> None:
         outer.cancel_scope.cancel()
     assert [r.termination for r in results] == ["answer"] * 100
     # A blocking call (a sync file read, a PIL decode) is CPU the loop's thread
-    # spends between wake-ups, however busy the machine is; generous bounds.
-    assert probe.worst_cpu < 0.5, f"the loop's thread ran {probe.worst_cpu:.3f}s without a break"
+    # spends between wake-ups, however busy the machine is. 100 rollouts started
+    # at once legitimately share one loop pass (0.18-0.25 s of CPU on an idle
+    # 2-core VM, 0.50 s once beside the bench), so the bound is ten times the
+    # idle figure: a hang detector, as the quadratic parsers this catches took
+    # seconds to minutes.
+    assert probe.worst_cpu < 2.5, f"the loop's thread ran {probe.worst_cpu:.3f}s without a break"
     assert probe.worst < 5.0, f"event loop stalled for {probe.worst:.3f}s"  # a hang detector
