@@ -31,18 +31,26 @@ TRACKS = ("Knowledge-Anchored", "Quality-Anchored")
 CATEGORIES = ("architecture_landmark", "animal", "product", "person", "artwork", "text_design")
 
 
-_POOL: dict[tuple[int, int], bytes] = {}
+_POOL: dict[tuple[int, int], Image.Image] = {}
 
 
 def _image(path: Path, side: int, rng: random.Random) -> None:
-    # Distinct files (each is decoded and shrunk on its own) drawn from a pool of
-    # 48 pictures per size, so synthesizing 15k of them takes seconds, not an hour.
+    # Distinct pictures, as a real run's are (the report embeds identical
+    # thumbnails once, so repeated bytes would flatter its size): one of 48
+    # drawn backgrounds per size, with a mark of its own on each file.
     key = (side, rng.randrange(48))
     if key not in _POOL:
-        buffer = io.BytesIO()
-        _draw(side, rng).save(buffer, format="JPEG", quality=88)
-        _POOL[key] = buffer.getvalue()
-    path.write_bytes(_POOL[key])
+        _POOL[key] = _draw(side, rng)
+    image = _POOL[key].copy()
+    draw = ImageDraw.Draw(image)
+    for _ in range(3):
+        x, y, r = rng.randrange(side), rng.randrange(side), rng.randrange(side // 12, side // 5)
+        draw.rectangle(
+            (x - r, y - r, x + r, y + r), fill=tuple(rng.randrange(256) for _ in range(3))
+        )
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=88)
+    path.write_bytes(buffer.getvalue())
 
 
 def _draw(side: int, rng: random.Random) -> Image.Image:

@@ -83,6 +83,11 @@ table.stages td:nth-child(n+4){text-align:left;white-space:normal}
 SCRIPT = """
 (function(){
   'use strict';
+  // A thumbnail shown in several places is embedded once (data-thumb-id);
+  // its other <img>s name it (data-thumb) and take its source here.
+  var thumbs = {};
+  document.querySelectorAll('img[data-thumb-id]').forEach(function(i){ thumbs[i.dataset.thumbId] = i.getAttribute('src'); });
+  document.querySelectorAll('img[data-thumb]').forEach(function(i){ var s = thumbs[i.dataset.thumb]; if (s) i.src = s; });
   var cards = Array.prototype.slice.call(document.querySelectorAll('article.card'));
   var list = document.getElementById('cards');
   var shown = document.getElementById('shown');

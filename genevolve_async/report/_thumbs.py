@@ -7,6 +7,14 @@ decodes) and puts each thumbnail where its placeholder stood: a ``data:``
 URI (one self-contained file) or a file in a folder beside the report,
 referenced relatively. A placeholder carries a random nonce, so no text
 from a model can pose as one.
+
+An embedded thumbnail shown in several places (a prompt's ground truth,
+beside each of its samples; the same reference image found twice) is
+written into the page once: the first
+``<img>`` carries it and names it (``data-thumb-id``), the later ones carry
+a blank and a reference (``data-thumb``) that the page's script resolves on
+load. At four samples per prompt this keeps three ground-truth copies in
+four out of the file.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from PIL import Image, ImageOps
 from .._decode import ImageDecodeError, open_image
 from ..judge._images import _to_rgb as to_rgb
 
-__all__ = ["BROKEN_IMAGE", "ImageMode", "Thumbnails"]
+__all__ = ["BLANK_IMAGE", "BROKEN_IMAGE", "ImageMode", "Thumbnails"]
 
 ImageMode = Literal["embed", "files"]
 """``embed``: thumbnails as data URIs; ``files``: JPEG files beside the report."""
@@ -38,6 +46,11 @@ BROKEN_IMAGE = (
     "%3Crect width='4' height='3' fill='%23e5e7eb'/%3E%3C/svg%3E"
 )
 """Shown for a file that is named but cannot be read as an image."""
+
+BLANK_IMAGE = (
+    "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' width='4' height='3'%3E%3C/svg%3E"
+)
+"""Stands in for a repeated embedded thumbnail until the page's script fills it in."""
 
 _QUALITY = 72
 
@@ -100,7 +113,11 @@ class Thumbnails:
         """Their total size in bytes (before base64)."""
 
     def src(self, path: str | os.PathLike[str] | None, side: int) -> str | None:
-        """A placeholder for the thumbnail of ``path``, or ``None`` if there is no such file."""
+        """A placeholder for the thumbnail of ``path``, or ``None`` if there is no such file.
+
+        The placeholder goes in an ``<img>`` element's ``src="..."`` attribute
+        and nowhere else: :meth:`fill` rewrites that attribute.
+        """
         if not path:
             return None
         key = os.fspath(path)
@@ -121,9 +138,28 @@ class Thumbnails:
         made = [src for src, _ in results]
         self.made = sum(1 for _, size in results if size)
         self.bytes = sum(size for _, size in results)
+        if self.mode == "embed":
+            return self._embed(page, made)
         pattern = re.compile(rf"thumb-{self._nonce}-(\d+)")
         lookup: Callable[[re.Match[str]], str] = lambda m: made[int(m.group(1))]  # noqa: E731
         return pattern.sub(lookup, page)
+
+    def _embed(self, page: str, made: list[str]) -> str:
+        """Each data URI once: later uses of the same bytes point back at the first."""
+        first: dict[str, int] = {}  # data URI -> the number of its first <img>
+
+        def lookup(match: re.Match[str]) -> str:
+            src = made[int(match.group(1))]
+            if src == BROKEN_IMAGE:  # short: no point sharing it
+                return f'src="{src}"'
+            number = first.get(src)
+            if number is not None:
+                return f'src="{BLANK_IMAGE}" data-thumb="{number}"'
+            number = first[src] = len(first)
+            return f'src="{src}" data-thumb-id="{number}"'
+
+        # Placeholders only ever stand in an <img> ``src`` attribute (see src()).
+        return re.sub(rf'src="thumb-{self._nonce}-(\d+)"', lookup, page)
 
     def _make(self, job: _Job) -> tuple[str, int]:
         data = make_thumbnail(job.path, job.side)

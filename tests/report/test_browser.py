@@ -80,6 +80,12 @@ async def test_the_page_loads_filters_and_runs_no_injected_script(
         assert await page.evaluate("typeof window.__pwned") == "undefined"
         assert await page.evaluate("document.body.innerText.includes('<script>window.__pwned')")
         assert await page.evaluate("window.__errors") == []
+        # A thumbnail embedded once shows wherever it is used.
+        assert await page.evaluate(
+            "[...document.querySelectorAll('img[data-thumb]')].every(i =>"
+            " i.src === document.querySelector('img[data-thumb-id=\"' + i.dataset.thumb + '\"]').src)"
+            " && document.querySelectorAll('img[data-thumb]').length > 0"
+        )
         # Every thumbnail decoded (they are data: URIs; none is fetched).
         await page.evaluate(
             "(() => { document.querySelector('details.traj').open = true;"

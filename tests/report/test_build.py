@@ -175,3 +175,25 @@ def test_the_command_line_writes_thumbnail_files_beside_the_report(
     assert srcs and all(s.startswith("page_files/") and s.endswith(".jpg") for s in srcs)
     assert all((dest.parent / s).is_file() for s in srcs)
     assert main(["report", str(tmp_path / "missing")]) == 1
+
+
+def test_an_embedded_thumbnail_is_written_once_however_often_it_shows(
+    sim_run: Path, tmp_path: Path
+) -> None:
+    import re
+
+    html, _ = _report(sim_run, tmp_path)
+    images = re.findall(r"<img [^>]*>", html)
+    sources = [re.search(r'src="([^"]*)"', tag).group(1) for tag in images]  # type: ignore[union-attr]
+    embedded = [s for s in sources if s.startswith("data:image/jpeg")]
+    # No JPEG is in the page twice.
+    assert embedded and len(embedded) == len(set(embedded))
+    named = {
+        re.search(r'data-thumb-id="(\d+)"', t).group(1)  # type: ignore[union-attr]
+        for t in images
+        if "data-thumb-id=" in t
+    }
+    repeats = [re.search(r'data-thumb="(\d+)"', t).group(1) for t in images if "data-thumb=" in t]  # type: ignore[union-attr]
+    # Each prompt's ground truth shows beside each of its samples, embedded once.
+    assert len(repeats) >= PROMPTS * (SAMPLES - 1)
+    assert set(repeats) <= named
