@@ -10,11 +10,9 @@ from a model can pose as one.
 
 An embedded thumbnail shown in several places (a prompt's ground truth,
 beside each of its samples; the same reference image found twice) is
-written into the page once: the first
-``<img>`` carries it and names it (``data-thumb-id``), the later ones carry
-a blank and a reference (``data-thumb``) that the page's script resolves on
-load. At four samples per prompt this keeps three ground-truth copies in
-four out of the file.
+written into the page once: the first ``<img>`` carries it and names it
+(``data-thumb-id``), the later ones carry a blank and a reference
+(``data-thumb``) that the page's script resolves on load.
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ import io
 import os
 import re
 import secrets
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +33,7 @@ from PIL import Image, ImageOps
 from .._decode import ImageDecodeError, open_image
 from ..judge._images import _to_rgb as to_rgb
 
-__all__ = ["BLANK_IMAGE", "BROKEN_IMAGE", "ImageMode", "Thumbnails"]
+__all__ = ["BROKEN_IMAGE", "ImageMode", "Thumbnails"]
 
 ImageMode = Literal["embed", "files"]
 """``embed``: thumbnails as data URIs; ``files``: JPEG files beside the report."""
@@ -138,19 +135,12 @@ class Thumbnails:
         made = [src for src, _ in results]
         self.made = sum(1 for _, size in results if size)
         self.bytes = sum(size for _, size in results)
-        if self.mode == "embed":
-            return self._embed(page, made)
-        pattern = re.compile(rf"thumb-{self._nonce}-(\d+)")
-        lookup: Callable[[re.Match[str]], str] = lambda m: made[int(m.group(1))]  # noqa: E731
-        return pattern.sub(lookup, page)
-
-    def _embed(self, page: str, made: list[str]) -> str:
-        """Each data URI once: later uses of the same bytes point back at the first."""
-        first: dict[str, int] = {}  # data URI -> the number of its first <img>
+        first: dict[str, int] = {}  # embedded data URI -> the number of its first <img>
 
         def lookup(match: re.Match[str]) -> str:
             src = made[int(match.group(1))]
-            if src == BROKEN_IMAGE:  # short: no point sharing it
+            # A file reference, or the short broken-image stand-in: as it is.
+            if self.mode != "embed" or src == BROKEN_IMAGE:
                 return f'src="{src}"'
             number = first.get(src)
             if number is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -180,8 +181,6 @@ def test_the_command_line_writes_thumbnail_files_beside_the_report(
 def test_an_embedded_thumbnail_is_written_once_however_often_it_shows(
     sim_run: Path, tmp_path: Path
 ) -> None:
-    import re
-
     html, _ = _report(sim_run, tmp_path)
     images = re.findall(r"<img [^>]*>", html)
     sources = [re.search(r'src="([^"]*)"', tag).group(1) for tag in images]  # type: ignore[union-attr]
