@@ -241,6 +241,27 @@ async def test_an_orphaned_write_rides_along_with_the_next_one(
     assert orphan.is_file()
 
 
+async def test_a_hop_takes_along_the_oldest_orphans_up_to_its_size(
+    monkeypatch: pytest.MonkeyPatch, images: Host, cache: ImageCache
+) -> None:
+    monkeypatch.setattr(image_cache_module, "_WRITES_PER_HOP", 3)
+    _, url = images
+    orphans = await cache.download_many([f"{url}/img/orphan{i}.png" for i in range(5)])
+    assert all(p is not None and not p.exists() for p in orphans)
+    oldest_first = list(cache._unstarted)  # in the order their downloads ended
+    assert sorted(oldest_first) == sorted(p for p in orphans if p is not None)
+    # One image of its own plus the two oldest orphans make a hop of three.
+    [first] = await cache.fetch_many([f"{url}/img/first.png"])
+    assert first is not None and first.is_file()
+    assert [p.exists() for p in oldest_first] == [True, True, False, False, False]
+    [second] = await cache.fetch_many([f"{url}/img/second.png"])
+    assert second is not None and second.is_file()
+    assert [p.exists() for p in oldest_first] == [True, True, True, True, False]
+    await cache.aclose()  # the last orphan is written at close, nothing is left waiting
+    assert all(p is not None and p.is_file() for p in orphans)
+    assert cache._writes == {} and cache._unstarted == {}
+
+
 async def test_a_failure_is_reported_to_whoever_asks_for_that_file(
     monkeypatch: pytest.MonkeyPatch,
     images: Host,
