@@ -1,17 +1,21 @@
 """Our metric instruments, made once per meter provider.
 
-Measurements taken on the hot path are few and synchronous: about a dozen
-per rollout (rollouts, rounds, tool calls, tokens), since each costs the SDK
-several microseconds. Latencies of single model, tool and provider calls
-are in their spans. What the runtime counts anyway (requests, retries and
-429s by provider, limiter waits, requests in flight, the image cache) is
-exported by observable instruments read at collection time (see
-:mod:`._registry`).
+Each synchronous measurement costs the SDK about 9 us (more inside a
+sampled span, where it is offered as an exemplar), so the hot path takes
+only the latency histograms: one per rollout and one per round. Counts
+(rollouts by termination, tool calls by tool and outcome, tokens) go into
+a plain tally on the instruments object and are exported by observable
+counters read at collection time, as is what the runtime counts anyway
+(requests, retries and 429s by provider, limiter waits, requests in
+flight, the image cache; see :mod:`._registry`). Latencies of single
+model, tool and provider calls are in their spans.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from opentelemetry import metrics
 
@@ -37,15 +41,43 @@ def _observe(
     return callback
 
 
-class Instruments:
-    """The instruments of one meter."""
+Tally = defaultdict[tuple[str, Any], float]
+"""Counts by (instrument short name, attributes as a frozen tuple of pairs)."""
 
-    __slots__ = ("rollout_duration", "rollouts", "round_duration", "tokens", "tool_calls")
+
+def _observe_tally(
+    tally: Tally, name: str
+) -> Callable[[metrics.CallbackOptions], Iterable[metrics.Observation]]:
+    def callback(options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        return [
+            metrics.Observation(value, dict(attrs))
+            for (short, attrs), value in list(tally.items())
+            if short == name
+        ]
+
+    return callback
+
+
+class Instruments:
+    """The instruments of one meter, and the tally its counters read."""
+
+    __slots__ = ("rollout_duration", "round_duration", "tally")
 
     def __init__(self, meter: metrics.Meter) -> None:
-        self.rollouts = meter.create_counter(
-            "genevolve.rollouts", unit="{rollout}", description="Rollouts finished, by termination"
-        )
+        self.tally: Tally = defaultdict(float)
+        """``count()`` adds here; one meter's counts, so providers never mix."""
+        tallied = (
+            ("rollouts", "genevolve.rollouts", "{rollout}", "Rollouts finished, by termination"),
+            ("tool_calls", "genevolve.tool.calls", "{call}", "Tool calls, by tool and outcome"),
+            ("tokens", "genevolve.tokens", "{token}", "Tokens used by finished rollouts, by gen_ai.token.type (input, output)"),
+        )  # fmt: skip
+        for short, name, unit, description in tallied:
+            meter.create_observable_counter(
+                name,
+                callbacks=[_observe_tally(self.tally, short)],
+                unit=unit,
+                description=description,
+            )
         self.rollout_duration = meter.create_histogram(
             "genevolve.rollout.duration",
             unit="s",
@@ -58,15 +90,11 @@ class Instruments:
             description="Round latency (model call and tool turn)",
             explicit_bucket_boundaries_advisory=_SECONDS,
         )
-        self.tool_calls = meter.create_counter(
-            "genevolve.tool.calls", unit="{call}", description="Tool calls, by tool and outcome"
-        )
-        self.tokens = meter.create_counter(
-            "genevolve.tokens",
-            unit="{token}",
-            description="Tokens used by finished rollouts, by gen_ai.token.type (input, output)",
-        )
         self._observables(meter)
+
+    def count(self, name: str, value: float, attrs: tuple[tuple[str, Any], ...]) -> None:
+        """Add ``value`` to counter ``name`` (``rollouts``, ``tool_calls``, ``tokens``)."""
+        self.tally[name, attrs] += value
 
     @staticmethod
     def _observables(meter: metrics.Meter) -> None:

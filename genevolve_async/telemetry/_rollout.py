@@ -39,8 +39,8 @@ CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 # Read once: a lookup per span would cost more than the span's attributes.
 _CAPTURE_FROM_ENV = os.environ.get(CAPTURE_ENV, "").strip().lower() in ("true", "1", "yes")
 _FINAL = {A.FINAL_ROUND: True}
-_INPUT = {A.TOKEN_TYPE: "input"}
-_OUTPUT = {A.TOKEN_TYPE: "output"}
+_INPUT = ((A.TOKEN_TYPE, "input"),)
+_OUTPUT = ((A.TOKEN_TYPE, "output"),)
 
 
 def capture_content(setting: bool | None = None) -> bool:
@@ -91,11 +91,10 @@ def rollout_finished(span: Span, result: AgentResult, *, capture: bool | None = 
     tokens_in = sum(u.prompt_tokens for u in usage)
     tokens_out = sum(u.completion_tokens for u in usage)
     if inst is not None:
-        attrs = {A.TERMINATION: termination}
-        inst.rollouts.add(1, attrs)
-        inst.rollout_duration.record(result.timings.total, attrs)
-        inst.tokens.add(tokens_in, _INPUT)
-        inst.tokens.add(tokens_out, _OUTPUT)
+        inst.count("rollouts", 1, ((A.TERMINATION, termination),))
+        inst.rollout_duration.record(result.timings.total, {A.TERMINATION: termination})
+        inst.count("tokens", tokens_in, _INPUT)
+        inst.count("tokens", tokens_out, _OUTPUT)
     if not recording:
         return
     span.set_attributes(
@@ -211,7 +210,7 @@ def tool_finished(
     outcome = "ok" if ok else (error_kind or "error")
     inst = instruments()
     if inst is not None:
-        inst.tool_calls.add(1, {A.TOOL_NAME: name, A.OUTCOME: outcome})
+        inst.count("tool_calls", 1, ((A.TOOL_NAME, name), (A.OUTCOME, outcome)))
     if not span.is_recording():
         return
     if not ok:  # attributes cost the SDK microseconds each: an ok call gets none
