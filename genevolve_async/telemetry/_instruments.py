@@ -13,6 +13,7 @@ model, tool and provider calls are in their spans.
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -41,19 +42,39 @@ def _observe(
     return callback
 
 
-Tally = defaultdict[tuple[str, Any], float]
-"""Counts by (instrument short name, attributes as a frozen tuple of pairs)."""
+class Tally:
+    """Counts by (instrument short name, attributes as sorted pairs), under a lock.
+
+    Written from every event loop that runs rollouts (each sync ``run`` has
+    its own thread) and read from the metric reader's thread: the lock makes
+    each increment whole and each reading a consistent copy.
+    """
+
+    __slots__ = ("_counts", "_lock")
+
+    def __init__(self) -> None:
+        self._counts: defaultdict[tuple[str, tuple[tuple[str, Any], ...]], int] = defaultdict(int)
+        self._lock = threading.Lock()
+
+    def add(self, name: str, value: int, attrs: tuple[tuple[str, Any], ...]) -> None:
+        with self._lock:
+            self._counts[name, attrs] += value
+
+    def observe(self, name: str) -> list[metrics.Observation]:
+        with self._lock:
+            counts = self._counts.copy()
+        return [
+            metrics.Observation(value, dict(attrs))
+            for (short, attrs), value in counts.items()
+            if short == name
+        ]
 
 
 def _observe_tally(
     tally: Tally, name: str
 ) -> Callable[[metrics.CallbackOptions], Iterable[metrics.Observation]]:
     def callback(options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
-        return [
-            metrics.Observation(value, dict(attrs))
-            for (short, attrs), value in list(tally.items())
-            if short == name
-        ]
+        return tally.observe(name)
 
     return callback
 
@@ -64,8 +85,8 @@ class Instruments:
     __slots__ = ("rollout_duration", "round_duration", "tally")
 
     def __init__(self, meter: metrics.Meter) -> None:
-        self.tally: Tally = defaultdict(float)
-        """``count()`` adds here; one meter's counts, so providers never mix."""
+        self.tally = Tally()
+        """``count()`` adds here; one meter provider's counts, so providers never mix."""
         tallied = (
             ("rollouts", "genevolve.rollouts", "{rollout}", "Rollouts finished, by termination"),
             ("tool_calls", "genevolve.tool.calls", "{call}", "Tool calls, by tool and outcome"),
@@ -92,9 +113,9 @@ class Instruments:
         )
         self._observables(meter)
 
-    def count(self, name: str, value: float, attrs: tuple[tuple[str, Any], ...]) -> None:
+    def count(self, name: str, value: int, attrs: tuple[tuple[str, Any], ...]) -> None:
         """Add ``value`` to counter ``name`` (``rollouts``, ``tool_calls``, ``tokens``)."""
-        self.tally[name, attrs] += value
+        self.tally.add(name, value, attrs)
 
     @staticmethod
     def _observables(meter: metrics.Meter) -> None:

@@ -15,6 +15,8 @@ called only once per process.
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -36,6 +38,11 @@ _tracer_for: object = None
 _tracer: trace.Tracer | None = None
 _instruments_for: object = None
 _instruments: Instruments | None = None
+# Every provider's instruments, kept: the SDK hands back the same meter, and
+# so the same observable counters bound to the first tally, when a provider
+# is used again after another (A, then B, then A).
+_instruments_by_provider: weakref.WeakKeyDictionary[Any, Instruments] = weakref.WeakKeyDictionary()
+_instruments_lock = threading.Lock()
 
 
 # ``get_tracer_provider()`` looks up an environment variable on every call
@@ -119,12 +126,17 @@ def instruments() -> Instruments | None:
     global _instruments_for, _instruments
     provider = _override_metrics or _global_meter_provider()
     if provider is not _instruments_for:
-        _instruments = (
-            None
-            if _is_placeholder_metrics(provider)
-            else Instruments(provider.get_meter(_SCOPE, __version__))
-        )
-        _instruments_for = provider
+        # Under a lock: two threads making a provider's instruments at once
+        # would leave one tally unread (the SDK keeps the first callbacks).
+        with _instruments_lock:
+            made = None
+            if not _is_placeholder_metrics(provider):
+                made = _instruments_by_provider.get(provider)
+                if made is None:
+                    made = Instruments(provider.get_meter(_SCOPE, __version__))
+                    _instruments_by_provider[provider] = made
+            _instruments, _instruments_for = made, provider
+            return made
     return _instruments
 
 
