@@ -91,10 +91,10 @@ def rollout_finished(span: Span, result: AgentResult, *, capture: bool | None = 
     tokens_in = sum(u.prompt_tokens for u in usage)
     tokens_out = sum(u.completion_tokens for u in usage)
     if inst is not None:
-        inst.count("rollouts", 1, ((A.TERMINATION, termination),))
+        inst.tally.add("rollouts", 1, ((A.TERMINATION, termination),))
         inst.rollout_duration.record(result.timings.total, {A.TERMINATION: termination})
-        inst.count("tokens", tokens_in, _INPUT)
-        inst.count("tokens", tokens_out, _OUTPUT)
+        inst.tally.add("tokens", tokens_in, _INPUT)
+        inst.tally.add("tokens", tokens_out, _OUTPUT)
     if not recording:
         return
     span.set_attributes(
@@ -210,7 +210,7 @@ def tool_finished(
     outcome = "ok" if ok else (error_kind or "error")
     inst = instruments()
     if inst is not None:
-        inst.count("tool_calls", 1, ((A.TOOL_NAME, name), (A.OUTCOME, outcome)))
+        inst.tally.add("tool_calls", 1, ((A.TOOL_NAME, name), (A.OUTCOME, outcome)))
     if not span.is_recording():
         return
     if not ok:  # attributes cost the SDK microseconds each: an ok call gets none

@@ -104,12 +104,11 @@ class _Latch:
 
 @dataclass(slots=True, eq=False)
 class _Write:
-    """A verified image's deferred file write: waiting, or under way."""
+    """A verified image's deferred file write: waiting (in ``ImageCache._unstarted``) or under way."""
 
     job: PlaceJob
     urls: list[str]
     """The URLs remembered as this file: forgotten again if the write fails."""
-    started: bool = False
     done: _Latch = field(default_factory=_Latch)
     error: OSError | None = None
 
@@ -148,9 +147,9 @@ class ImageCache:
         self._memo: dict[str, Path] = {}
         self._index_names: dict[str, str] = {}
         self._writes: dict[Path, _Write] = {}
-        # The writes nobody has started yet, oldest first: a subset of
-        # ``_writes`` kept apart so that taking some along is O(taken), not a
-        # scan past thousands of writes under way (5,000 rollouts in flight).
+        # The writes nobody has started yet, oldest first: those of ``_writes``
+        # not under way, kept apart so that taking some along is O(taken), not
+        # a scan past thousands of writes under way (5,000 rollouts in flight).
         self._unstarted: dict[Path, _Write] = {}
         # Writes the disk refused, oldest first, so that a late waiter learns
         # of it; bounded, and without the bytes.
@@ -302,11 +301,11 @@ class ImageCache:
             write = self._writes.get(path)
             if write is None:
                 continue
-            if write.started:
-                others[path] = write
-            else:
-                self._start(write)
+            if path in self._unstarted:
+                del self._unstarted[path]
                 mine.append(write)
+            else:
+                others[path] = write
         if mine:
             # Take along writes nobody started: a rollout cancelled between its
             # download and its side work leaves some, and they hold bytes.
@@ -320,17 +319,11 @@ class ImageCache:
                 failed.add(path)
         return failed
 
-    def _start(self, write: _Write) -> None:
-        write.started = True
-        self._unstarted.pop(write.job.final, None)
-
     def _take_unstarted(self, count: int) -> list[_Write]:
         """Start and return up to ``count`` of the oldest unstarted writes."""
         taken: list[_Write] = []
         while self._unstarted and len(taken) < count:
-            write = next(iter(self._unstarted.values()))
-            self._start(write)
-            taken.append(write)
+            taken.append(self._unstarted.pop(next(iter(self._unstarted))))
         return taken
 
     async def _place(self, writes: list[_Write]) -> None:

@@ -20,7 +20,8 @@ def _tool_calls(reader: InMemoryMetricReader) -> dict[tuple[str, str], Any]:
             for metric in sm.metrics:
                 if metric.name == "genevolve.tool.calls":
                     for p in metric.data.data_points:
-                        out[p.attributes["gen_ai.tool.name"], p.attributes["genevolve.outcome"]] = p.value
+                        attrs = p.attributes
+                        out[attrs["gen_ai.tool.name"], attrs["genevolve.outcome"]] = p.value
     return out
 
 
