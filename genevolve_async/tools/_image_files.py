@@ -8,6 +8,7 @@ cleanup ran. Cancellation lands in the network awaits instead.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import os
@@ -111,14 +112,41 @@ async def remove_quietly(path: str | os.PathLike[str]) -> None:
 
 
 def _write_file_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}{temp_name('.tmp')}")
+    # Plain descriptors, not open(): a buffered file object adds an fstat, an
+    # isatty ioctl and Python-level buffering, a third of this function's CPU.
+    tmp = f"{path.parent}/.{path.name}{temp_name('.tmp')}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
+
+
+def _index_line(index_key: str, final: Path) -> bytes:
+    return f"{index_key}\t{final.name}\n".encode()
+
+
+def _move_into_place(body: bytes | Path, final: Path) -> None:
+    try:
+        if isinstance(body, Path):
+            os.replace(body, final)
+        else:
+            # Written even when the name exists: the name is the content's
+            # digest, so a rename over it changes nothing a reader can see,
+            # and it saves a stat per image (each syscall of this thread is a
+            # GIL handoff with the loop).
+            _write_file_atomic(final, body)
+    finally:
+        if isinstance(body, Path):
+            body.unlink(missing_ok=True)
 
 
 def place_image(body: bytes | Path, *, final: Path, index_key: str, index_fd: int) -> Path:
@@ -133,16 +161,9 @@ def place_image(body: bytes | Path, *, final: Path, index_key: str, index_fd: in
     Raises:
         OSError: the disk refused.
     """
-    try:
-        if isinstance(body, Path):
-            os.replace(body, final)
-        elif not final.exists():  # content-addressed: the same bytes are already there
-            _write_file_atomic(final, body)
-        os.write(index_fd, f"{index_key}\t{final.name}\n".encode())
-        return final
-    finally:
-        if isinstance(body, Path):
-            body.unlink(missing_ok=True)
+    _move_into_place(body, final)
+    os.write(index_fd, _index_line(index_key, final))
+    return final
 
 
 def cache_name(digest: str, image_format: str) -> str:
@@ -227,14 +248,25 @@ class PlaceJob:
 def place_images(jobs: list[PlaceJob], *, index_fd: int) -> dict[Path, OSError]:
     """:func:`place_image` for several verified images, in one worker-thread hop.
 
+    The index lines of the files that landed go out in one ``O_APPEND``
+    write, after every file is in place (a line never names a missing file).
     Returns the error of each job the disk refused (none: all written).
     """
     failed: dict[Path, OSError] = {}
+    lines: list[bytes] = []
     for job in jobs:
         try:
-            place_image(job.body, final=job.final, index_key=job.index_key, index_fd=index_fd)
+            _move_into_place(job.body, job.final)
         except OSError as exc:
             failed[job.final] = exc
+        else:
+            lines.append(_index_line(job.index_key, job.final))
+    if lines:
+        try:
+            os.write(index_fd, b"".join(lines))
+        except OSError as exc:  # the files are there, but no line maps a URL to them
+            for job in jobs:
+                failed.setdefault(job.final, exc)
     return failed
 
 
