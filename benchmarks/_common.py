@@ -17,7 +17,16 @@ def _system_prompt() -> str:
     return build_prompts(AgentConfig(), [WebSearch(), ImageSearch(), QueryKnowledge()]).system
 
 
+def _skill_texts() -> dict[str, str]:
+    # The skill texts our query_knowledge tool answers with, read once: the
+    # observation then carries the same bytes into every later round.
+    from genevolve_async.tools.knowledge import load_skills
+
+    return load_skills()
+
+
 SYSTEM = _system_prompt()
+SKILLS = _skill_texts()
 FINAL = "FINAL STEP: answer now with <answer>, no tools."
 TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -43,13 +52,19 @@ def search_block(query: str, data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def image_lines(query: str, entries: list[tuple[str, str, str]]) -> str:
+def image_lines(query: str, entries: list[tuple[str, dict[str, Any], str]]) -> str:
+    """The image search observation: ``(img_id, serper item, local path)`` per image."""
     lines = [f"--- image search result for [{query}] ---"]
-    for img_id, url, path in entries:
-        lines += [f"{img_id}: title: image", f"  url: {url}", f"  local_path: {path}"]
+    for img_id, item, path in entries:
+        lines += [f"{img_id}: title: {item.get('title') or 'image'}", f"  url: {item['imageUrl']}", f"  local_path: {path}"]
+        if item.get("link"):
+            lines.append(f"  page_url: {item['link']}")
     lines.append("--- end of image search result ---")
     return "\n".join(lines)
 
 
 def knowledge(name: str) -> str:
-    return f"## Skill Guidance\n\n=== Skill: {name} ===\nWrite precise prompts."
+    text = SKILLS.get(name.strip())
+    if text is None:
+        return f"Error: unknown skill_name {name[:80]!r}."
+    return f"## Skill Guidance\n\n=== Skill: {name.strip()} ===\n{text}"

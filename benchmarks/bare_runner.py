@@ -56,14 +56,15 @@ def make_rollout(
                 observation = "\n".join(search_block(q, r) for q, r in zip(queries, results, strict=True))
             elif name == "image_search":
                 found = await post(f"{serper_url}/images", {"q": args.get("query", ""), "num": 5}, {"X-API-KEY": "k"})
-                urls = [item["imageUrl"] for item in found.get("images", [])[:5]]
+                items = found.get("images", [])[:5]
+                urls = [item["imageUrl"] for item in items]
                 paths = [folder / f"{index}-{rnd}-{i}.img" for i in range(len(urls))]
                 ok = await asyncio.gather(*(download(u, p) for u, p in zip(urls, paths, strict=True)))
                 entries = []
-                for u, p, good in zip(urls, paths, ok, strict=True):
+                for item, p, good in zip(items, paths, ok, strict=True):
                     if good:
                         images += 1
-                        entries.append((f"IMG_{images:03d}", u, str(p)))
+                        entries.append((f"IMG_{images:03d}", item, str(p)))
                 observation = image_lines(args.get("query", ""), entries)
             else:
                 observation = knowledge(str(args.get("skill_name", "")))

@@ -76,14 +76,15 @@ def run_threaded(
                 )
             elif name == "image_search":
                 found = s.post(f"{serper_url}/images", json={"q": args.get("query", ""), "num": 5}, headers={"X-API-KEY": "k"}, timeout=60).json()
-                urls = [item["imageUrl"] for item in found.get("images", [])[:5]]
+                items = found.get("images", [])[:5]
+                urls = [item["imageUrl"] for item in items]
                 paths = [folder / f"{index}-{rnd}-{i}.img" for i in range(len(urls))]
                 futures = [downloads.submit(download, u, p) for u, p in zip(urls, paths, strict=True)]
                 entries = []
-                for u, p, f in zip(urls, paths, futures, strict=True):
+                for item, p, f in zip(items, paths, futures, strict=True):
                     if f.result():
                         images += 1
-                        entries.append((f"IMG_{images:03d}", u, str(p)))
+                        entries.append((f"IMG_{images:03d}", item, str(p)))
                 observation = image_lines(args.get("query", ""), entries)
             else:
                 observation = knowledge(str(args.get("skill_name", "")))
