@@ -41,6 +41,10 @@ __all__ = [
 
 _counter = itertools.count()
 
+# Binary on Windows (a descriptor opens in text mode there and would turn
+# "\n" into "\r\n"), not inherited by child processes where that exists.
+_OPEN_FLAGS = getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+
 
 def temp_name(suffix: str) -> str:
     """A unique temp-file name (cheaper than a random UUID per file)."""
@@ -115,7 +119,9 @@ def _write_file_atomic(path: Path, data: bytes) -> None:
     # Plain descriptors, not open(): a buffered file object adds an fstat, an
     # isatty ioctl and Python-level buffering, a third of this function's CPU.
     tmp = f"{path.parent}/.{path.name}{temp_name('.tmp')}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    # O_TRUNC, not O_EXCL: a temp name left by a crashed process whose pid
+    # came back is overwritten, not a reason to lose the image.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _OPEN_FLAGS, 0o644)
     try:
         try:
             view = memoryview(data)
@@ -293,4 +299,4 @@ def read_index_log(path: Path) -> dict[str, str]:
 
 def open_index_log(path: Path) -> int:
     """An append-only descriptor on the index log."""
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _OPEN_FLAGS, 0o644)
