@@ -1,4 +1,10 @@
-"""What both reference runners share: the protocol bits of a rollout, kept minimal."""
+"""What both reference runners share: the protocol bits of a rollout, kept minimal.
+
+On the simulated backends their chat requests carry the same messages as our
+agent's (``tests/bench/test_reference_runners.py`` checks it): the system
+prompt, the skill texts, the search and image blocks. Sampling parameters and
+error texts for bad tool calls differ; the simulator sends neither case.
+"""
 
 from __future__ import annotations
 

@@ -210,7 +210,12 @@ class ImageCache:
         waiting = self._take_unstarted(len(self._unstarted))
         if waiting:
             await self._place(waiting)
-        fd, self._index_fd = self._index_fd, None
+        # A store hop holds the store token from before it reads the index
+        # log's descriptor until its thread is done: take the token, so that
+        # no hop appends to a closed (or reused) descriptor.
+        with anyio.CancelScope(shield=True):
+            async with self._store_threads:
+                fd, self._index_fd = self._index_fd, None
         if fd is not None:
             os.close(fd)
 
@@ -330,13 +335,16 @@ class ImageCache:
         """Run started writes in one thread hop; record the outcome and wake waiters."""
         errors: dict[Path, OSError] = {}
         try:
-            if self._index_fd is None:
-                raise OSError("the image cache is closed")
-            store = partial(place_images, [w.job for w in writes], index_fd=self._index_fd)
             # Shielded: others may wait on these files, so the thread's work
-            # and the bookkeeping below always finish.
+            # and the bookkeeping below always finish. The store token is
+            # taken before the index log's descriptor is read, so aclose()
+            # cannot close it under the hop.
             with anyio.CancelScope(shield=True):
-                errors = await anyio.to_thread.run_sync(store, limiter=self._store_threads)
+                async with self._store_threads:
+                    if self._index_fd is None:
+                        raise OSError("the image cache is closed")
+                    store = partial(place_images, [w.job for w in writes], index_fd=self._index_fd)
+                    errors = await anyio.to_thread.run_sync(store)
         except OSError as exc:
             errors = {w.job.final: exc for w in writes}
         finally:
@@ -386,16 +394,7 @@ class ImageCache:
                 else:
                     out[url] = self._verified(url, digest, size, body)
             if in_thread:
-                assert self._index_fd is not None, "the cache is not open"
-                store = partial(
-                    store_images,
-                    in_thread,
-                    folder=self.folder,
-                    index_fd=self._index_fd,
-                    max_pixels=self.settings.max_pixels,
-                )
-                # Not cancellable: the thread finishes its renames and cleanups.
-                outcomes = await anyio.to_thread.run_sync(store, limiter=self._store_threads)
+                outcomes = await self._store(in_thread)
                 for url, outcome in outcomes.items():
                     out[url] = self._record(url, outcome, fetched[url][1])
             stored = True
@@ -405,6 +404,24 @@ class ImageCache:
                     if isinstance(body, Path):
                         await remove_quietly(body)
         return out
+
+    async def _store(self, jobs: list[StoreJob]) -> dict[str, Path | Exception]:
+        """Verify and store large downloads in one thread hop (see :func:`store_images`)."""
+        async with self._store_threads:  # the index log stays open while the hop runs
+            if self._index_fd is None:
+                for job in jobs:
+                    if isinstance(job.body, Path):
+                        await remove_quietly(job.body)
+                return {job.key: OSError("the image cache is closed") for job in jobs}
+            store = partial(
+                store_images,
+                jobs,
+                folder=self.folder,
+                index_fd=self._index_fd,
+                max_pixels=self.settings.max_pixels,
+            )
+            # Not cancellable: the thread finishes its renames and cleanups.
+            return await anyio.to_thread.run_sync(store)
 
     def _verified(self, url: str, digest: str, size: int, body: bytes) -> Path | None:
         """Verify small bytes on the loop; leave their write for :meth:`ensure_stored`."""

@@ -40,15 +40,18 @@ __all__ = [
 ]
 
 _counter = itertools.count()
+# Pid plus a random token: two processes that share a folder from different
+# PID namespaces (containers, hosts on one network share) may have one pid.
+_token = os.urandom(4).hex()
 
-# Binary on Windows (a descriptor opens in text mode there and would turn
-# "\n" into "\r\n"), not inherited by child processes where that exists.
-_OPEN_FLAGS = getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+# Binary on Windows, where a descriptor opens in text mode and would turn
+# "\n" into "\r\n".
+_OPEN_FLAGS = getattr(os, "O_BINARY", 0)
 
 
 def temp_name(suffix: str) -> str:
     """A unique temp-file name (cheaper than a random UUID per file)."""
-    return f".{os.getpid()}-{next(_counter)}{suffix}"
+    return f".{os.getpid()}-{_token}-{next(_counter)}{suffix}"
 
 
 FORMAT_EXTENSIONS: dict[str, str] = {
@@ -145,11 +148,17 @@ def _move_into_place(body: bytes | Path, final: Path) -> None:
         if isinstance(body, Path):
             os.replace(body, final)
         else:
-            # Written even when the name exists: the name is the content's
-            # digest, so a rename over it changes nothing a reader can see,
-            # and it saves a stat per image (each syscall of this thread is a
-            # GIL handoff with the loop).
-            _write_file_atomic(final, body)
+            # Written without asking whether the name exists: the name is the
+            # content's digest, so a rename over it puts the same bytes there,
+            # and a stat per image is a GIL handoff with the loop saved (each
+            # syscall of this thread is one). If the write fails (a full disk,
+            # or Windows refusing to replace a file that is open), a file
+            # already there is as good as ours.
+            try:
+                _write_file_atomic(final, body)
+            except OSError:
+                if not final.is_file():
+                    raise
     finally:
         if isinstance(body, Path):
             body.unlink(missing_ok=True)
@@ -162,14 +171,22 @@ def place_image(body: bytes | Path, *, final: Path, index_key: str, index_fd: in
     download or the temp file a large one was streamed to (removed here
     whatever happens). The file lands atomically, then one line appended to
     the index log (``index_fd``, opened with ``O_APPEND``: one small write per
-    entry, atomic between processes) maps the URL's key to it.
+    entry, not interleaved with other processes' appends on a local
+    filesystem) maps the URL's key to it.
 
     Raises:
         OSError: the disk refused.
     """
     _move_into_place(body, final)
-    os.write(index_fd, _index_line(index_key, final))
+    _append(index_fd, _index_line(index_key, final))
     return final
+
+
+def _append(fd: int, data: bytes) -> None:
+    """All of ``data`` onto the index log; a short write (a full disk) goes on, then raises."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def cache_name(digest: str, image_format: str) -> str:
@@ -255,7 +272,10 @@ def place_images(jobs: list[PlaceJob], *, index_fd: int) -> dict[Path, OSError]:
     """:func:`place_image` for several verified images, in one worker-thread hop.
 
     The index lines of the files that landed go out in one ``O_APPEND``
-    write, after every file is in place (a line never names a missing file).
+    write, after every file is in place (a line is never written before its
+    file). If that write fails, every job of the batch counts as failed: a
+    file that no line may name is not stored (``read_index_log`` skips a torn
+    line, and a later fetch downloads the image again).
     Returns the error of each job the disk refused (none: all written).
     """
     failed: dict[Path, OSError] = {}
@@ -269,8 +289,8 @@ def place_images(jobs: list[PlaceJob], *, index_fd: int) -> dict[Path, OSError]:
             lines.append(_index_line(job.index_key, job.final))
     if lines:
         try:
-            os.write(index_fd, b"".join(lines))
-        except OSError as exc:  # the files are there, but no line maps a URL to them
+            _append(index_fd, b"".join(lines))
+        except OSError as exc:  # the files are there, but some lines may not be
             for job in jobs:
                 failed.setdefault(job.final, exc)
     return failed
@@ -289,6 +309,7 @@ def read_index_log(path: Path) -> dict[str, str]:
                     and name
                     and "/" not in name
                     and "\\" not in name
+                    and "\t" not in name  # two lines glued after a torn one
                     and not name.startswith(".")
                 ):
                     entries[key] = name

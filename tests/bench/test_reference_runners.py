@@ -78,4 +78,3 @@ async def test_bare_sends_the_same_messages_as_our_agent(
     # Not vacuous: the last round carries a skill text and an image block.
     last = " ".join(content for _, content in _comparable(ours)[-1])
     assert "=== Skill: " in last and "page_url: " in last and "IMG_005" in last
-

@@ -289,3 +289,30 @@ async def test_failed_writes_are_remembered_without_their_bytes_and_not_for_ever
     # The last two failures are remembered; no write, and so no bytes, is kept.
     assert len(cache._failed) == 2 and cache._failed.keys() <= set(paths)
     assert cache._writes == {}
+
+
+async def test_closing_the_cache_waits_for_a_write_under_way(
+    monkeypatch: pytest.MonkeyPatch, images: Host, runtime: Runtime, cache_settings: ImageCacheSettings
+) -> None:
+    gate, ended = gated_disk(monkeypatch)
+    cache = await ImageCache.for_runtime(runtime, cache_settings)
+    _, url = images
+    paths = await cache.download_many([f"{url}/img/late{i}.png" for i in range(3)])
+    failed: list[set[Path]] = []
+
+    async def writer() -> None:
+        failed.append(await cache.ensure_stored(paths))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer)
+            await anyio.sleep(0.05)  # the hop has started and waits at the gate
+            tg.start_soon(cache.aclose)
+            await anyio.sleep(0.05)  # aclose is waiting for the hop, not closing under it
+            assert not ended
+            gate.set()
+    assert failed == [set()]
+    # Every line reached the index log: the descriptor was still open.
+    from genevolve_async.tools._image_files import read_index_log
+
+    assert {cache.folder / name for name in read_index_log(cache.folder / ".index.log").values()} == set(paths)

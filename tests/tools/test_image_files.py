@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from genevolve_async.tools._image_files import (
     PlaceJob,
     open_index_log,
@@ -75,3 +77,63 @@ def test_an_index_log_that_refuses_fails_the_whole_batch(tmp_path: Path) -> None
     # The file is there, but no line maps its URL to it: the cache must not count it.
     assert list(failed) == [tmp_path / "a.png"]
     assert isinstance(failed[tmp_path / "a.png"], OSError)
+
+
+def test_a_failed_write_leaves_no_temp_file(tmp_path: Path) -> None:
+    final = tmp_path / "taken.png"
+    final.mkdir()
+    (final / "inside").write_bytes(b"x")  # a non-empty folder where the file should go
+    fd = open_index_log(tmp_path / ".index.log")
+    try:
+        failed = place_images([PlaceJob(final=final, body=b"img", index_key="k")], index_fd=fd)
+    finally:
+        os.close(fd)
+    assert list(failed) == [final]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".index.log", "taken.png"]
+    assert read_index_log(tmp_path / ".index.log") == {}
+
+
+def test_a_file_already_there_counts_when_the_write_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full disk, or Windows refusing to replace a file another process has open.
+    final = tmp_path / "same.png"
+    final.write_bytes(b"whole")
+
+    def refuse(src: object, dst: object) -> None:
+        raise PermissionError(13, "in use")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    fd = open_index_log(tmp_path / ".index.log")
+    try:
+        assert place_images([PlaceJob(final=final, body=b"whole", index_key="k")], index_fd=fd) == {}
+    finally:
+        os.close(fd)
+    assert final.read_bytes() == b"whole"
+    assert read_index_log(tmp_path / ".index.log") == {"k": "same.png"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".index.log", "same.png"]
+
+
+def test_an_earlier_refusal_keeps_its_own_error_when_the_log_refuses(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-folder" / "a.png"
+    read_only = os.open(tmp_path / ".index.log", os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        failed = place_images(
+            [
+                PlaceJob(final=missing, body=b"a", index_key="a"),
+                PlaceJob(final=tmp_path / "b.png", body=b"b", index_key="b"),
+            ],
+            index_fd=read_only,
+        )
+    finally:
+        os.close(read_only)
+    assert isinstance(failed[missing], FileNotFoundError)
+    assert isinstance(failed[tmp_path / "b.png"], OSError)
+    assert not isinstance(failed[tmp_path / "b.png"], FileNotFoundError)
+
+
+def test_a_line_glued_to_a_torn_one_is_skipped(tmp_path: Path) -> None:
+    log = tmp_path / ".index.log"
+    # A torn write ("kk\t0123abc", no newline), then the next append glued to it.
+    log.write_bytes(b"good\tg.png\nkk\t0123abck3\tb.png\nlast\tl.png\n")
+    assert read_index_log(log) == {"good": "g.png", "last": "l.png"}
