@@ -20,11 +20,11 @@ import hashlib
 import io
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import aiofiles
 import aiofiles.os
@@ -54,6 +54,8 @@ if TYPE_CHECKING:
     from .._runtime import Runtime
 
 __all__ = ["ImageCache"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger("genevolve_async.tools.images")
 
@@ -210,9 +212,7 @@ class ImageCache:
         waiting = self._take_unstarted(len(self._unstarted))
         if waiting:
             await self._place(waiting)
-        # A store hop holds the store token from before it reads the index
-        # log's descriptor until its thread is done: take the token, so that
-        # no hop appends to a closed (or reused) descriptor.
+        # Taken like a store hop (see _hop), so none is under way at the close.
         with anyio.CancelScope(shield=True):
             async with self._store_threads:
                 fd, self._index_fd = self._index_fd, None
@@ -336,15 +336,9 @@ class ImageCache:
         errors: dict[Path, OSError] = {}
         try:
             # Shielded: others may wait on these files, so the thread's work
-            # and the bookkeeping below always finish. The store token is
-            # taken before the index log's descriptor is read, so aclose()
-            # cannot close it under the hop.
+            # and the bookkeeping below always finish.
             with anyio.CancelScope(shield=True):
-                async with self._store_threads:
-                    if self._index_fd is None:
-                        raise OSError("the image cache is closed")
-                    store = partial(place_images, [w.job for w in writes], index_fd=self._index_fd)
-                    errors = await anyio.to_thread.run_sync(store)
+                errors = await self._hop(partial(place_images, [w.job for w in writes]))
         except OSError as exc:
             errors = {w.job.final: exc for w in writes}
         finally:
@@ -405,23 +399,34 @@ class ImageCache:
                         await remove_quietly(body)
         return out
 
+    async def _hop(self, store: Callable[..., T]) -> T:
+        """``store(index_fd=...)`` in the store thread, the index log open throughout.
+
+        The store token is taken before the descriptor is read, and aclose()
+        takes it before closing the log, so no hop appends to a closed (or
+        reused) descriptor. The thread is not cancellable: it finishes its
+        renames and cleanups.
+
+        Raises:
+            OSError: the cache is closed.
+        """
+        async with self._store_threads:
+            if self._index_fd is None:
+                raise OSError("the image cache is closed")
+            return await anyio.to_thread.run_sync(partial(store, index_fd=self._index_fd))
+
     async def _store(self, jobs: list[StoreJob]) -> dict[str, Path | Exception]:
         """Verify and store large downloads in one thread hop (see :func:`store_images`)."""
-        async with self._store_threads:  # the index log stays open while the hop runs
-            if self._index_fd is None:
-                for job in jobs:
-                    if isinstance(job.body, Path):
-                        await remove_quietly(job.body)
-                return {job.key: OSError("the image cache is closed") for job in jobs}
-            store = partial(
-                store_images,
-                jobs,
-                folder=self.folder,
-                index_fd=self._index_fd,
-                max_pixels=self.settings.max_pixels,
-            )
-            # Not cancellable: the thread finishes its renames and cleanups.
-            return await anyio.to_thread.run_sync(store)
+        store = partial(
+            store_images, jobs, folder=self.folder, max_pixels=self.settings.max_pixels
+        )
+        try:
+            return await self._hop(store)
+        except OSError as exc:  # closed: store_images reports the disk's refusals itself
+            for job in jobs:
+                if isinstance(job.body, Path):
+                    await remove_quietly(job.body)
+            return {job.key: exc for job in jobs}
 
     def _verified(self, url: str, digest: str, size: int, body: bytes) -> Path | None:
         """Verify small bytes on the loop; leave their write for :meth:`ensure_stored`."""

@@ -127,9 +127,7 @@ def _write_file_atomic(path: Path, data: bytes) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _OPEN_FLAGS, 0o644)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, data)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -137,6 +135,13 @@ def _write_file_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` to ``fd``: after a short write (a full disk) the next one raises."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _index_line(index_key: str, final: Path) -> bytes:
@@ -178,15 +183,8 @@ def place_image(body: bytes | Path, *, final: Path, index_key: str, index_fd: in
         OSError: the disk refused.
     """
     _move_into_place(body, final)
-    _append(index_fd, _index_line(index_key, final))
+    _write_all(index_fd, _index_line(index_key, final))
     return final
-
-
-def _append(fd: int, data: bytes) -> None:
-    """All of ``data`` onto the index log; a short write (a full disk) goes on, then raises."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def cache_name(digest: str, image_format: str) -> str:
@@ -289,7 +287,7 @@ def place_images(jobs: list[PlaceJob], *, index_fd: int) -> dict[Path, OSError]:
             lines.append(_index_line(job.index_key, job.final))
     if lines:
         try:
-            _append(index_fd, b"".join(lines))
+            _write_all(index_fd, b"".join(lines))
         except OSError as exc:  # the files are there, but some lines may not be
             for job in jobs:
                 failed.setdefault(job.final, exc)

@@ -20,6 +20,7 @@ from genevolve_async.agent import ToolCallFinished
 from genevolve_async.sim import SimImageHost, SimPolicy, SimSerper
 from genevolve_async.tools import ImageCache, ImageCacheSettings, SideWork
 from genevolve_async.tools import _image_cache as image_cache_module
+from genevolve_async.tools._image_files import read_index_log
 
 from .test_agent_with_search import is_file, search_tools
 
@@ -313,6 +314,5 @@ async def test_closing_the_cache_waits_for_a_write_under_way(
             gate.set()
     assert failed == [set()]
     # Every line reached the index log: the descriptor was still open.
-    from genevolve_async.tools._image_files import read_index_log
-
-    assert {cache.folder / name for name in read_index_log(cache.folder / ".index.log").values()} == set(paths)
+    logged = read_index_log(cache.folder / ".index.log").values()
+    assert {cache.folder / name for name in logged} == set(paths)
